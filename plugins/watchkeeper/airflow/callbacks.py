@@ -1,0 +1,47 @@
+"""Task callbacks: every task's outcome and duration go to the store (infrastructure health).
+
+Recording must never turn a successful task into a failed one: errors here are logged only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def _record(context, state: str) -> None:
+    try:
+        from watchkeeper.store import open_store
+
+        ti = context["ti"]
+        params = context.get("params") or {}
+        model = params.get("model")
+        ds = context.get("ds")
+        if not model or not ds:
+            return
+        start = getattr(ti, "start_date", None)
+        end = getattr(ti, "end_date", None)
+        duration = (end - start).total_seconds() if start and end else None
+        error = context.get("exception")
+        open_store().record_run(
+            model=model,
+            ds=ds,
+            dag_id=ti.dag_id,
+            task_id=ti.task_id,
+            state=state,
+            try_number=getattr(ti, "try_number", None),
+            started_at=start,
+            duration_seconds=duration,
+            error=None if error is None else str(error)[:2000],
+        )
+    except Exception as err:  # noqa: BLE001 - bookkeeping must not fail the task
+        log.warning("watchkeeper: could not record task outcome: %s", err)
+
+
+def record_task_failure(context) -> None:
+    _record(context, "failed")
+
+
+def record_task_success(context) -> None:
+    _record(context, "success")

@@ -1,0 +1,134 @@
+"""DAGs built from the model specs. The files under dags/ call `build_dags()` and nothing else.
+
+Parsing must stay in milliseconds: this module imports the Airflow SDK and the spec (pydantic,
+YAML) only. Every heavy import (pandas, Great Expectations, Evidently, SQLAlchemy models) happens
+inside the task callables, at run time, on the worker.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from airflow.sdk import DAG, task
+
+from watchkeeper import spec as specmod
+from watchkeeper.airflow import callbacks
+
+# A fixed, past default start keeps DAG parsing deterministic (no "now" at parse time); catchup
+# is off, so nothing runs from it by itself. Backfills are explicit.
+DEFAULT_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+MONITOR_DOC = """\
+### Watchkeeper monitor: `{name}`
+
+{description}
+
+Every day, for the logical date `ds` in the model's timezone ({tz}):
+
+1. **load** reads the day's partition ({source}) and records when it landed
+   (freshness; deadline {deadline} h after the day ends);
+2. **check_ingestion** and **check_features** run the Great Expectations suites
+   `{ingestion}` and `{features}`; a failed expectation is a finding, recorded and
+   alerted, not a crashed task; a suite GX cannot evaluate fails the task as a configuration error;
+3. **record_slis** writes the data-quality (ratio) and freshness (timeslice) SLIs.
+
+Re-running a day replaces that day's results: the store ends as one clean run would leave it.
+Spec: `{spec_path}` · Reports: `WATCHKEEPER_HOME/reports/{name}/<ds>/`
+"""
+
+
+def _default_args(spec: specmod.ModelSpec) -> dict:
+    return {
+        "owner": spec.owner,
+        "retries": spec.retries,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+        "on_failure_callback": callbacks.record_task_failure,
+        "on_success_callback": callbacks.record_task_success,
+    }
+
+
+def _start(spec: specmod.ModelSpec) -> datetime:
+    if spec.start_date:
+        d = spec.start_date
+        return datetime(d.year, d.month, d.day, tzinfo=spec.tz)
+    return DEFAULT_START
+
+
+def monitor_dag(spec: specmod.ModelSpec) -> DAG:
+    name = spec.name
+    doc = MONITOR_DOC.format(
+        name=name,
+        description=spec.description or "",
+        tz=spec.timezone,
+        source=spec.source.kind,
+        deadline=spec.landing.deadline_hours,
+        ingestion=spec.suites.ingestion or "(none)",
+        features=spec.suites.features or "(none)",
+        spec_path=Path(spec.spec_path).name,
+    )
+    with DAG(
+        dag_id=f"{name}_monitor",
+        description=f"Daily data checks, drift and SLIs for model {name}",
+        schedule="@daily",
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_default_args(spec),
+        tags=["watchkeeper", "monitor", f"model:{name}", spec.task],
+        doc_md=doc,
+        params={"model": name},
+    ) as dag:
+
+        @task(task_id="load", multiple_outputs=False)
+        def load(ds=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.load(name, ds)
+
+        @task(task_id="check_ingestion", multiple_outputs=False)
+        def check_ingestion(loaded: dict, ds=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.check(name, ds, "ingestion", loaded)
+
+        @task(task_id="check_features", multiple_outputs=False)
+        def check_features(loaded: dict, ds=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.check(name, ds, "features", loaded)
+
+        @task(task_id="record_slis", multiple_outputs=False, trigger_rule="none_failed")
+        def record_slis(loaded: dict, ingestion: dict, features: dict, ds=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.record_slis(name, ds, loaded)
+
+        loaded = load()
+        ing = check_ingestion(loaded)
+        feat = check_features(loaded)
+        ing >> feat  # the feature suite is only meaningful on data that passed the gate of ingestion
+        record_slis(loaded, ing, feat)
+    return dag
+
+
+def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
+    """The DAGs of every valid spec.
+
+    An invalid spec does not take the other models down with it: its DAGs are left out here and
+    dags/watchkeeper_spec_errors.py raises the spec's error, so the Airflow UI lists it as an
+    import error naming the file, the field and the reason.
+    """
+    specs, _errors = specmod.load_all(models_dir)
+    dags: dict[str, DAG] = {}
+    for s in specs:
+        for d in (monitor_dag(s),):
+            dags[d.dag_id] = d
+    return dags
+
+
+def raise_spec_errors(models_dir: str | Path | None = None) -> None:
+    _specs, errors = specmod.load_all(models_dir)
+    if errors:
+        raise specmod.SpecErrors(errors)

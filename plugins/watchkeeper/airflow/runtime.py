@@ -1,0 +1,42 @@
+"""What the DAGs' tasks run: resolve the spec, the store and connections, then call the shell.
+
+Kept apart from dags.py so DAG parsing never imports it.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from watchkeeper import monitor
+from watchkeeper.spec import get_spec
+
+
+def conn_url(conn_id: str) -> str:
+    """An Airflow connection as a SQLAlchemy URL."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    uri = conn.get_uri()
+    return uri.replace("postgres://", "postgresql://", 1)
+
+
+def _store():
+    from watchkeeper.store import open_store
+
+    return open_store()
+
+
+def load(model: str, ds: str) -> dict:
+    return monitor.load(get_spec(model), ds, _store(), resolver=conn_url)
+
+
+def check(model: str, ds: str, stage: str, loaded: dict) -> dict:
+    try:
+        return monitor.check(get_spec(model), ds, stage, _store(), loaded)
+    except monitor.ConfigurationError as err:
+        # Retrying cannot fix a suite; fail now, with the message the owner needs.
+        raise AirflowFailException(f"configuration error in model {model!r}: {err}") from None
+
+
+def record_slis(model: str, ds: str, loaded: dict) -> dict:
+    return monitor.record_slis(get_spec(model), ds, _store())

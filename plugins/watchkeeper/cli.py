@@ -1,0 +1,210 @@
+"""`watchkeeper`: the command line.
+
+Starts fast: argparse and the standard library at import; each command imports what it needs.
+Exit codes: 0 success, 1 a finding / a check that failed, 2 bad usage, bad input or an error
+(with a message saying which file, field or model, and why; never a bare traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class CliError(Exception):
+    """An error worded for the user; printed without a traceback, exit 2."""
+
+
+def _print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+# ----- check-config ---------------------------------------------------------------------------
+
+
+def cmd_check_config(args) -> int:
+    from watchkeeper import spec as specmod
+
+    target = Path(args.path) if args.path else None
+    if target is not None and target.is_file():
+        files = [target]
+    else:
+        files = specmod.spec_files(target)
+        if not files:
+            raise CliError(f"no model specs (*.yaml) in {target or specmod.paths.models_dir()}")
+    problems = 0
+    for f in files:
+        try:
+            s = specmod.load_spec(f)
+        except specmod.SpecError as err:
+            print(f"FAIL {err}")
+            problems += 1
+            continue
+        suite_errors = _check_suites(s)
+        if suite_errors:
+            problems += 1
+            for e in suite_errors:
+                print(f"FAIL {e}")
+        else:
+            n = sum(1 for st in ("ingestion", "features") if s.suite_path(st))
+            print(f"ok   {f}: model {s.name!r} ({s.task}, {len(s.features)} features, "
+                  f"{n} suites, {len(s.slos)} SLOs)")
+    print(f"{len(files) - problems} of {len(files)} specs valid")
+    return 1 if problems else 0
+
+
+def _check_suites(s) -> list[str]:
+    from watchkeeper import quality
+
+    errors = []
+    declared = set(s.numerical + s.categorical)
+    declared |= {s.columns.id, s.columns.timestamp}
+    declared |= {c for c in (s.columns.model_version, s.columns.feature_timestamp,
+                             s.prediction.score, s.prediction.label,
+                             s.prediction.query_group, s.prediction.item) if c}
+    for stage in ("ingestion", "features"):
+        p = s.suite_path(stage)
+        if p is None:
+            continue
+        try:
+            suite = quality.load_suite(p)
+        except quality.SuiteConfigError as err:
+            errors.append(str(err))
+            continue
+        unknown = sorted(c for c in quality.suite_columns(suite) if c not in declared)
+        if unknown:
+            errors.append(f"{p}: expectations name columns the spec {s.spec_path} does not "
+                          f"declare: {', '.join(unknown)}")
+    return errors
+
+
+# ----- history --------------------------------------------------------------------------------
+
+
+def cmd_history(args) -> int:
+    from watchkeeper import history
+    from watchkeeper.spec import get_spec
+
+    spec = get_spec(args.model)
+    days = history.build(spec, _store())
+    if args.json:
+        _print_json(days)
+    else:
+        print(history.as_table(spec, days))
+    return 0
+
+
+# ----- suggest-suite --------------------------------------------------------------------------
+
+
+def cmd_suggest_suite(args) -> int:
+    from watchkeeper import quality, sources
+    from watchkeeper.spec import get_spec
+
+    spec = get_spec(args.model)
+    training = spec.resolve_path(spec.reference.training)
+    try:
+        frame = sources.read_file(training).frame
+    except sources.SourceError as err:
+        raise CliError(f"cannot read the training set of {spec.name!r}: {err}") from None
+    missing = [f.name for f in spec.features if f.name not in frame.columns]
+    if missing:
+        raise CliError(f"{training}: training set lacks feature column(s) {', '.join(missing)}")
+    features = [quality.FeatureInfo(name=f.name, kind=f.kind, bounds=f.bounds, pii=f.pii)
+                for f in spec.features]
+    suite = quality.suggest_features_suite(frame, features, name=f"{spec.name}.features")
+    out = Path(args.out) if args.out else (
+        spec.root() / "expectations" / spec.name / "features.suggested.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(suite, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out} ({len(suite['expectations'])} expectations from {len(frame)} training rows)")
+    print(f"review it, then point suites.features of {spec.spec_path} at it (or rename it to "
+          "features.json)")
+    return 0
+
+
+# ----- demo and runs --------------------------------------------------------------------------
+
+
+def cmd_demo(args) -> int:
+    from watchkeeper import demo_runner
+
+    return demo_runner.main(end=args.end, rows_per_day=args.rows_per_day, fresh=not args.keep)
+
+
+def cmd_run(args) -> int:
+    from watchkeeper import demo_runner
+
+    return demo_runner.run_range(args.model, args.ds, args.to or args.ds, dags=args.dag)
+
+
+def _store():
+    from watchkeeper.store import open_store
+
+    return open_store()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="watchkeeper",
+        description="SRE practice for ML models: data checks, drift, labels, SLOs and a gate.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("check-config", help="validate every model spec and its suites")
+    c.add_argument("path", nargs="?", help="a spec file or a folder of specs (default include/models)")
+    c.set_defaults(func=cmd_check_config)
+
+    c = sub.add_parser("history", help="per-day results of a model")
+    c.add_argument("model")
+    c.add_argument("--json", action="store_true", help="print JSON (one object per day)")
+    c.set_defaults(func=cmd_history)
+
+    c = sub.add_parser("suggest-suite", help="derive a features suite from the training set")
+    c.add_argument("model")
+    c.add_argument("--out", help="where to write it (default expectations/MODEL/features.suggested.json)")
+    c.set_defaults(func=cmd_suggest_suite)
+
+    c = sub.add_parser("demo", help="generate the demo world and run its DAGs for 42 days")
+    c.add_argument("--end", help="last demo day (default: yesterday)")
+    c.add_argument("--rows-per-day", type=int, default=20000)
+    c.add_argument("--keep", action="store_true", help="keep the existing store and reports")
+    c.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("run", help="run a model's DAGs for a day or a range (embedded Airflow)")
+    c.add_argument("model")
+    c.add_argument("--ds", required=True, help="first day, YYYY-MM-DD")
+    c.add_argument("--to", help="last day (default: --ds)")
+    c.add_argument("--dag", action="append", choices=["monitor"], help="which DAGs (default all)")
+    c.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as err:
+        print(f"watchkeeper: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # typed errors of the library carry a worded message
+        from watchkeeper.spec import SpecError, UnknownModel
+
+        known = (SpecError, UnknownModel)
+        try:
+            from watchkeeper.store import StoreUnavailable
+
+            known = known + (StoreUnavailable,)
+        except ImportError:
+            pass
+        if isinstance(err, known):
+            print(f"watchkeeper: {err}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""A model's per-day results as plain data: the shape `watchkeeper history --json` prints.
+
+Keys are a contract: later stages add keys to the same day objects, never rename these.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+STAGES = ("ingestion", "features")
+
+
+def _day_skeleton(ds: str) -> dict:
+    return {"ds": ds, "stages": {}, "slis": {}}
+
+
+def build_days(model: str, store, days: list[str] | None = None) -> list[dict]:
+    wanted = set(days) if days is not None else None
+    out: dict[str, dict] = {}
+
+    def day(ds: str) -> dict | None:
+        if wanted is not None and ds not in wanted:
+            return None
+        if ds not in out:
+            out[ds] = _day_skeleton(ds)
+        return out[ds]
+
+    for p in store.partitions(model):
+        day(p.ds)
+    failed_by = defaultdict(list)
+    for e in store.expectation_results(model):
+        if not e.success and (wanted is None or e.ds in wanted):
+            failed_by[(e.ds, e.stage)].append(
+                {"expectation": e.expectation_type, "column": e.column, "observed": e.observed}
+            )
+    for s in store.stage_results(model):
+        d = day(s.ds)
+        if d is None:
+            continue
+        entry = {
+            "success": bool(s.success),
+            "failed": failed_by.get((s.ds, s.stage), []),
+            "evaluated": s.evaluated,
+            "passed": s.passed,
+        }
+        if s.error:
+            entry["not_run" if s.error.startswith("not run") else "error"] = s.error
+        d["stages"][s.stage] = entry
+    for v in store.slis(model):
+        d = day(v.ds)
+        if d is None:
+            continue
+        d["slis"][v.sli] = {"value": v.value, "good": v.good}
+    return [out[k] for k in sorted(out)]
+
+
+def build(spec, store) -> list[dict]:
+    return build_days(spec.name, store)
+
+
+def as_table(spec, days: list[dict]) -> str:
+    lines = [f"{spec.name}: {len(days)} day(s)",
+             f"{'ds':<10}  {'ingestion':<22} {'features':<22} {'data_quality':>12} {'fresh':>6}"]
+    for d in days:
+        cells = []
+        for st in STAGES:
+            r = d["stages"].get(st)
+            if r is None:
+                cells.append("-")
+            elif r.get("not_run") or r.get("error"):
+                cells.append("not run" if r.get("not_run") else "CONFIG ERROR")
+            elif r["success"]:
+                cells.append(f"ok {r['passed']}/{r['evaluated']}")
+            else:
+                cols = sorted({f["column"] or "table" for f in r["failed"]})
+                cells.append(f"FAIL {','.join(cols)}"[:22])
+        dq = d["slis"].get("data_quality", {}).get("value")
+        fr = d["slis"].get("freshness", {}).get("good")
+        lines.append(
+            f"{d['ds']:<10}  {cells[0]:<22} {cells[1]:<22} "
+            f"{'-' if dq is None else f'{dq:.3f}':>12} "
+            f"{'-' if fr is None else ('ok' if fr else 'LATE'):>6}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,272 @@
+"""The monitor pipeline's steps for one model and day: the imperative shell around the core.
+
+Each step reads its inputs from WATCHKEEPER_HOME (Parquet) and the store, calls the pure core,
+and writes its results in one transaction. Steps are plain functions so Airflow tasks, the CLI
+and tests run exactly the same code; XCom only ever carries the small dicts they return.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from watchkeeper import paths
+from watchkeeper.spec import ModelSpec, day_bounds
+
+log = logging.getLogger(__name__)
+
+
+class ConfigurationError(Exception):
+    """The spec or a suite cannot be evaluated: a problem for the model's owner, not a finding."""
+
+
+def work_dir(model: str, ds: str) -> Path:
+    date.fromisoformat(ds)
+    return paths.home() / "work" / model / ds
+
+
+def batch_path(model: str, ds: str) -> Path:
+    return work_dir(model, ds) / "batch.parquet"
+
+
+def _write_parquet_atomic(frame, path: Path) -> list[str]:
+    """Write via a temp file and rename, so a killed task never leaves half a batch behind.
+
+    Mixed-type object columns (strings in a numeric column) cannot be stored as Parquet as they
+    are; they are kept as text and said so, and the ingestion suite's type check reports them.
+    """
+    notes = []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
+        frame.to_parquet(tmp, index=False)
+    except Exception:  # pyarrow: ArrowTypeError / ArrowInvalid on mixed object columns
+        frame = frame.copy()
+        for col in frame.columns:
+            if frame[col].dtype == object:
+                kinds = {type(v).__name__ for v in frame[col].dropna().head(10000)}
+                if len(kinds) > 1:
+                    frame[col] = frame[col].map(lambda v: None if v is None else str(v))
+                    notes.append(f"column {col} mixes types ({', '.join(sorted(kinds))}); kept as text")
+        frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return notes
+
+
+# ----- load -----------------------------------------------------------------------------------
+
+
+def load(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
+    """Read the day's partition, record it and its freshness, stage the batch for the checks."""
+    from watchkeeper import sources
+    from watchkeeper.store import PartitionRecord
+
+    frame, location, notes = None, "", []
+    try:
+        part = sources.read_partition(spec, ds, resolver)
+        frame, location, notes = part.frame, part.location, list(part.notes)
+        status = "empty" if part.rows == 0 else "ok"
+        message = f"{part.rows} rows from {location}"
+    except sources.SourceError as err:
+        status, location, message = err.status, err.location, str(err)
+
+    try:
+        landed = sources.landing_time(spec, ds, frame)
+    except sources.SourceError as err:
+        landed, notes = None, notes + [str(err)]
+    fresh = sources.freshness(spec, ds, landed, status=status)
+    if status == "ok" and fresh.good is False:
+        status = "late"
+    path = batch_path(spec.name, ds)
+    if frame is not None:
+        notes += _write_parquet_atomic(frame, path)
+    elif path.exists():
+        path.unlink()  # a re-run that now finds no data must not check yesterday's staged copy
+    if notes:
+        message = message + "; " + "; ".join(notes)
+    if status in ("ok", "late", "empty"):
+        message = f"{message}; {fresh.message}"
+
+    rec = PartitionRecord(
+        model=spec.name,
+        ds=ds,
+        source=location,
+        rows=None if frame is None else len(frame),
+        landed_at=fresh.landed_at,
+        deadline=fresh.deadline,
+        lateness_hours=fresh.lateness_hours,
+        status=status,
+        message=message,
+    )
+    store.write_partition(rec)
+    return {
+        "model": spec.name,
+        "ds": ds,
+        "status": status,
+        "rows": rec.rows,
+        "fresh": fresh.good,
+        "message": message,
+        "batch": str(path) if frame is not None else None,
+    }
+
+
+# ----- checks ---------------------------------------------------------------------------------
+
+
+def stage_parameters(spec: ModelSpec, ds: str, store) -> dict:
+    """Values the suites reference as {"$PARAMETER": ...}: known only at run time."""
+    import pandas as pd
+
+    counts = store.trailing_row_counts(spec.name, ds, n=7)
+    median = float(pd.Series(counts).median()) if counts else 0.0
+    start, end = day_bounds(spec, ds)
+    # Timestamps are compared as naive UTC, which is how batches store them.
+    start_utc = start.astimezone(timezone.utc).replace(tzinfo=None)
+    end_utc = end.astimezone(timezone.utc).replace(tzinfo=None)
+    return {
+        "min_rows": int(0.5 * median),
+        "row_count_median_7d": median,
+        "day_start": pd.Timestamp(start_utc),
+        "day_end": pd.Timestamp(end_utc),
+        "day_start_epoch": start.timestamp(),
+        "day_end_epoch": end.timestamp(),
+    }
+
+
+def check(spec: ModelSpec, ds: str, stage: str, store, loaded: dict | None = None) -> dict:
+    """Run one stage's suite on the staged batch; failed expectations are stored findings."""
+    import pandas as pd
+
+    from watchkeeper import quality
+    from watchkeeper.store import ExpectationRecord, StageRecord
+    from watchkeeper.validation_page import render_validation_page
+
+    suite_file = spec.suite_path(stage)
+    if suite_file is None:
+        store.write_stage(spec.name, ds, StageRecord(stage=stage, success=True, evaluated=0,
+                                                     passed=0, row_count=None,
+                                                     error="no suite configured"), [])
+        return {"stage": stage, "skipped": "no suite configured"}
+    path = batch_path(spec.name, ds)
+    status = (loaded or {}).get("status")
+    if status in ("missing", "unreadable") or not path.exists():
+        reason = (loaded or {}).get("message") or "no batch staged for this day"
+        store.write_stage(spec.name, ds, StageRecord(stage=stage, success=False, evaluated=0,
+                                                     passed=0, row_count=None,
+                                                     error=f"not run: {reason}"), [])
+        return {"stage": stage, "skipped": reason}
+
+    try:
+        suite = quality.load_suite(suite_file)
+    except quality.SuiteConfigError as err:
+        _record_config_error(spec, ds, stage, store, str(err))
+        raise ConfigurationError(str(err)) from None
+    frame = pd.read_parquet(path)
+    params = stage_parameters(spec, ds, store)
+    try:
+        result = quality.run_suite(frame, suite, stage=stage, parameters=params,
+                                   pii_columns=spec.pii_columns)
+    except quality.SuiteConfigError as err:
+        _record_config_error(spec, ds, stage, store, str(err))
+        raise ConfigurationError(str(err)) from None
+
+    page = paths.day_report_dir(spec.name, ds) / f"validation-{stage}.html"
+    render_validation_page(result, model=spec.name, ds=ds, suite_name=suite_file.name, path=page)
+    outcomes = [
+        ExpectationRecord(
+            expectation_id=o.expectation_id,
+            expectation_type=o.expectation_type,
+            column=o.column,
+            success=o.success,
+            observed=o.observed,
+            unexpected_count=o.unexpected_count,
+            unexpected_share=o.unexpected_share,
+            element_count=o.element_count,
+            details=o.details,
+        )
+        for o in result.results
+    ]
+    store.write_stage(
+        spec.name,
+        ds,
+        StageRecord(stage=stage, success=result.success, evaluated=result.evaluated,
+                    passed=result.passed, row_count=result.row_count, error=None,
+                    report_path=str(page.relative_to(paths.reports_dir()))),
+        outcomes,
+    )
+    failed = [o for o in result.results if not o.success]
+    return {
+        "stage": stage,
+        "success": result.success,
+        "evaluated": result.evaluated,
+        "passed": result.passed,
+        "failed": [{"expectation": o.expectation_type, "column": o.column} for o in failed],
+    }
+
+
+def _record_config_error(spec, ds, stage, store, message: str) -> None:
+    from watchkeeper.store import StageRecord
+
+    store.write_stage(spec.name, ds, StageRecord(stage=stage, success=False, evaluated=0,
+                                                 passed=0, row_count=None,
+                                                 error=f"configuration error: {message}"), [])
+
+
+# ----- SLIs -----------------------------------------------------------------------------------
+
+
+def record_slis(spec: ModelSpec, ds: str, store) -> dict:
+    """Data quality (ratio of expectation results passing) and freshness (a daily timeslice)."""
+    from watchkeeper.store import SliRecord
+
+    stages = [s for s in store.stage_results(spec.name) if s.ds == ds]
+    evaluated = sum(s.evaluated or 0 for s in stages)
+    passed = sum(s.passed or 0 for s in stages)
+    dq_obj = _objective(spec, "data_quality")
+    dq_value = passed / evaluated if evaluated else None
+    part = next((p for p in store.partitions(spec.name) if p.ds == ds), None)
+    if part is None:
+        fresh_good = None
+    elif part.status in ("late", "missing", "unreadable"):
+        fresh_good = False
+    elif part.lateness_hours is not None or spec.landing.kind == "none":
+        fresh_good = True
+    else:
+        fresh_good = None  # present, but nobody can say when it landed
+    records = [
+        SliRecord(
+            ds=ds,
+            sli="data_quality",
+            value=dq_value,
+            good=None if dq_value is None or dq_obj is None else dq_value >= dq_obj,
+            good_events=float(passed) if evaluated else None,
+            total_events=float(evaluated) if evaluated else None,
+            provisional=False,
+            details={"stages": {s.stage: {"passed": s.passed, "evaluated": s.evaluated}
+                                for s in stages}},
+        ),
+        SliRecord(
+            ds=ds,
+            sli="freshness",
+            value=None if part is None else part.lateness_hours,
+            good=fresh_good,
+            good_events=None if fresh_good is None else float(fresh_good),
+            total_events=None if fresh_good is None else 1.0,
+            provisional=False,
+            details={"status": None if part is None else part.status,
+                     "message": None if part is None else part.message},
+        ),
+    ]
+    store.write_slis(spec.name, ds, records)
+    return {r.sli: {"value": r.value, "good": r.good} for r in records}
+
+
+def _objective(spec: ModelSpec, sli: str) -> float | None:
+    for s in spec.slos:
+        if s.sli == sli:
+            return s.objective
+    return None

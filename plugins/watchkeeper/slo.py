@@ -1,0 +1,460 @@
+"""SLO arithmetic: rolling-window error budgets, burn rates and alert levels.
+
+Pure module: plain values and dataclasses in and out. Standard library only, because the
+`watchkeeper gate` CLI imports this module (through `watchkeeper.gate`) and must start in well
+under a second; no pandas, numpy, pydantic, Airflow, Great Expectations or Evidently here.
+
+The arithmetic
+==============
+
+An SLO has an objective O (0 < O < 1) over a rolling window of W days (default 28) ending at the
+evaluation day ``as_of``, both ends included: ``window_start = as_of - (W - 1) days``.
+
+* Events. A *timeslice* SLI contributes one event per day: the day is good or bad (OpenSLO
+  ``Timeslices``). A *ratio* SLI contributes ``total_events`` events per day, of which
+  ``good_events`` are good. A point that is provisional (labels not mature yet), or that carries no
+  value (None), is left out of both good and total: it neither helps nor hurts the budget.
+* ``total`` = events in the window, ``bad`` = total - good.
+* ``allowed_bad = (1 - O) * total``.
+* ``budget_remaining = 1 - bad / allowed_bad``: 1.0 untouched, 0.0 exactly spent, negative when
+  overspent (-0.5 means 150 % of the budget is gone).
+* Burn rate over the last w days (w = 1, 3, 7), the days ``as_of - (w - 1) .. as_of``:
+  ``burn_w = (bad_w / total_w) / (1 - O)``. Burn 1.0 spends the budget exactly over the window;
+  burn 2.8 spends 10 % of a 28-day budget per day. Burn windows are counted from the points given,
+  independently of W (they matter even if W were shorter than 7 days).
+* Alert, adapted to daily batches from the SRE workbook's multiwindow, multi-burn-rate alerts:
+  - ``"page"`` when burn_3d >= page_burn (2.8) and burn_1d >= page_burn; for a timeslice SLO also
+    at least ``min_bad_days_page`` (2) bad days among the last 3, because a single daily slice is
+    coarse: one bad day gives burn_1d = 1/(1-O) and burn_3d = 1/(3(1-O)), which for O >= 0.9 is
+    above 2.8 on its own.
+  - else ``"ticket"`` when burn_7d >= ticket_burn (1.0) and burn_1d >= ticket_burn;
+  - else None.
+* ``mature_days``: days in the window with a non-provisional value (for a ratio SLI, a day with
+  at least one event). The gate uses it to refuse judging a model-quality SLO on too few days.
+* ``data_as_of``: the newest day on or before ``as_of`` with a non-provisional value (it may lie
+  before the window; it is shown to people, the gate's staleness rule uses the snapshot's ``ds``).
+
+Edge cases (choices, not accidents)
+===================================
+
+* Empty window, or every point in it provisional / None: ``total = 0``, ``allowed_bad = 0``,
+  ``budget_remaining = None`` ("no data": nothing was measured, so the budget is neither intact
+  nor spent; the gate treats it as inconclusive). Burn rates are None, alert None.
+* Zero total in a burn window (e.g. the newest day is still provisional, or its partition has not
+  been scored): that burn rate is None, and a rule needing it does not fire. The short window is
+  there to confirm the burn is *still happening*; a day without measurements cannot confirm it.
+  Consequence: an SLI whose newest days are always provisional (model quality with late labels)
+  only pages or tickets on days that have mature values; it still closes the gate through its
+  budget.
+* A ratio day with ``total_events == 0`` adds nothing and is not a mature day.
+* Points dated after ``as_of`` are ignored: a snapshot is built only from what could be known on
+  ``as_of``, so re-evaluating an old day reproduces its snapshot (the caller passes the values as
+  they were known then; restated values are the store's concern).
+* Two points for the same day are an error (the store upserts one value per model, SLI and day),
+  never silently summed or dropped.
+* Values are rounded to 10 decimal places so that float noise (1 - 0.9 = 0.09999999999999998)
+  cannot turn "exactly at the threshold" into "just below it".
+
+Choosing an objective for daily timeslices
+==========================================
+
+With W = 28 and O = 0.9 a timeslice SLO allows 2.8 bad days: one noisy day uses 1/2.8 = 36 % of
+the budget (remaining 0.64) and, being a single bad slice, does not page (it does raise a ticket
+the day it happens: burn_7d = 1.43, burn_1d = 10). Three bad days in 28 exhaust it. O = 0.95
+allows 1.4 bad days (one noisy day leaves 0.29); any O above 1 - 1/28 = 0.964 allows less than one
+bad day, so a single noisy day spends the whole budget and closes the gate. The demo uses 0.9 for
+daily timeslices for that reason. Ratio SLIs are fine-grained and take tighter objectives.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date, timedelta
+from typing import Any, Literal
+
+__all__ = [
+    "ALERT_LEVELS",
+    "BudgetSnapshot",
+    "GATE_SCOPES",
+    "SLO_KINDS",
+    "SliPoint",
+    "SliPointError",
+    "SloDef",
+    "SloDefinitionError",
+    "SloError",
+    "SnapshotError",
+    "evaluate",
+    "parse_ds",
+]
+
+SLO_KINDS = ("ratio", "timeslice")
+GATE_SCOPES = frozenset({"model", "features"})
+ALERT_LEVELS = ("page", "ticket")
+BURN_WINDOWS = (1, 3, 7)
+_DIGITS = 10  # rounding of stored floats; see "Values are rounded" in the module docstring
+
+
+class SloError(ValueError):
+    """Base class of every error raised by watchkeeper.slo."""
+
+
+class SloDefinitionError(SloError):
+    """An SLO definition is invalid (names the SLO, the field and the reason)."""
+
+
+class SliPointError(SloError):
+    """An SLI point is invalid, or does not fit the SLO it is evaluated against."""
+
+
+class SnapshotError(SloError):
+    """A stored budget snapshot cannot be read back (names the field and the reason)."""
+
+
+def parse_ds(value: str | date, what: str = "ds") -> date:
+    """Parse a 'YYYY-MM-DD' day (or accept a date); SloError naming `what` otherwise."""
+    if isinstance(value, date) and not hasattr(value, "hour"):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = date.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        # fromisoformat also takes '20250101'; the store and the paths use the dashed form only.
+        if parsed is not None and len(value) == 10:
+            return parsed
+    raise SloError(f"{what}: expected a day as 'YYYY-MM-DD', got {value!r}")
+
+
+def _round(x: float) -> float:
+    return round(x, _DIGITS) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+@dataclass(frozen=True)
+class SloDef:
+    """One SLO of a model spec.
+
+    `sli` is the name the SLI values are stored under; `gates` the deployment scopes it gates
+    ("model": model deployments, "features": feature-pipeline rollouts); `quality` marks a
+    model-quality SLO (computed from late labels), which the gate refuses to judge on too few
+    mature days.
+    """
+
+    name: str
+    sli: str
+    kind: Literal["ratio", "timeslice"]
+    objective: float
+    window_days: int = 28
+    gates: frozenset[str] = field(default_factory=lambda: frozenset({"model"}))
+    quality: bool = False
+    page_burn: float = 2.8
+    ticket_burn: float = 1.0
+    min_bad_days_page: int = 2
+
+    def __post_init__(self) -> None:
+        where = f"SLO {self.name!r}"
+
+        def bad(fieldname: str, reason: str) -> SloDefinitionError:
+            return SloDefinitionError(f"{where}, field '{fieldname}': {reason}")
+
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise bad("name", "must be a non-empty string")
+        if not isinstance(self.sli, str) or not self.sli.strip():
+            raise bad("sli", "must be a non-empty string naming the stored SLI")
+        if self.kind not in SLO_KINDS:
+            raise bad("kind", f"must be one of {list(SLO_KINDS)}, got {self.kind!r}")
+        if not _is_number(self.objective) or not 0.0 < float(self.objective) < 1.0:
+            raise bad("objective", f"must be a number strictly between 0 and 1, got {self.objective!r}")
+        object.__setattr__(self, "objective", float(self.objective))
+        if not _is_int(self.window_days) or self.window_days < 1:
+            raise bad("window_days", f"must be a whole number of days >= 1, got {self.window_days!r}")
+        if isinstance(self.gates, str):
+            # frozenset("model") would silently become {'m','o','d','e','l'}
+            raise bad("gates", f"must be a set of scopes, not the string {self.gates!r}")
+        try:
+            gates = frozenset(self.gates)
+        except TypeError:
+            raise bad("gates", f"must be a set of scopes, got {self.gates!r}") from None
+        if not gates or not gates <= GATE_SCOPES:
+            raise bad(
+                "gates",
+                f"must be a non-empty subset of {sorted(GATE_SCOPES)}, got {sorted(map(str, gates))}",
+            )
+        object.__setattr__(self, "gates", gates)
+        if not isinstance(self.quality, bool):
+            raise bad("quality", f"must be true or false, got {self.quality!r}")
+        for name in ("page_burn", "ticket_burn"):
+            value = getattr(self, name)
+            if not _is_number(value) or not float(value) > 0.0:
+                raise bad(name, f"must be a positive number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if not _is_int(self.min_bad_days_page) or not 1 <= self.min_bad_days_page <= 3:
+            raise bad(
+                "min_bad_days_page",
+                f"must be 1, 2 or 3 (bad days among the last 3), got {self.min_bad_days_page!r}",
+            )
+
+    @property
+    def error_budget_fraction(self) -> float:
+        """1 - objective, rounded so that 1 - 0.9 is 0.1 and not 0.09999999999999998."""
+        return round(1.0 - self.objective, 12)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _as_bool_or_none(value: Any, what: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    # numpy.bool_ from a DataFrame row is not a bool subclass; accept it, reject 0/1 and strings.
+    if type(value).__name__ == "bool_":
+        return bool(value)
+    raise SliPointError(f"{what}: expected true, false or None, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SliPoint:
+    """One day's SLI value.
+
+    Timeslice: `good` says whether the day met its threshold (one event). Ratio: `good_events`
+    out of `total_events`. `provisional` (labels not mature yet) or a None value: the day counts in
+    neither good nor total.
+    """
+
+    ds: str
+    good: bool | None = None
+    good_events: float | None = None
+    total_events: float | None = None
+    provisional: bool = False
+
+    def __post_init__(self) -> None:
+        where = f"SLI point ds={self.ds!r}"
+        try:
+            day = parse_ds(self.ds, f"{where}, field 'ds'")
+        except SloError as exc:
+            raise SliPointError(str(exc)) from None
+        object.__setattr__(self, "ds", day.isoformat())
+        object.__setattr__(self, "good", _as_bool_or_none(self.good, f"{where}, field 'good'"))
+        provisional = _as_bool_or_none(self.provisional, f"{where}, field 'provisional'")
+        if provisional is None:
+            raise SliPointError(f"{where}, field 'provisional': expected true or false, got None")
+        object.__setattr__(self, "provisional", provisional)
+        for name in ("good_events", "total_events"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, numbers.Real) or isinstance(value, bool):
+                raise SliPointError(f"{where}, field '{name}': expected a number or None, got {value!r}")
+            if math.isnan(value):
+                raise SliPointError(
+                    f"{where}, field '{name}': is NaN; pass None for a missing value "
+                    "(NaN is refused so that a computation bug is not mistaken for 'no data')"
+                )
+            if math.isinf(value) or value < 0:
+                raise SliPointError(f"{where}, field '{name}': must be a finite number >= 0, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if (self.good_events is None) != (self.total_events is None):
+            raise SliPointError(
+                f"{where}: good_events and total_events must both be set or both be None, got "
+                f"good_events={self.good_events!r}, total_events={self.total_events!r}"
+            )
+        if self.good_events is not None and self.good_events > self.total_events:  # type: ignore[operator]
+            raise SliPointError(
+                f"{where}: good_events ({self.good_events:g}) exceeds total_events ({self.total_events:g})"
+            )
+
+    def events(self, kind: str, slo_name: str = "?") -> tuple[float, float] | None:
+        """(good, total) this point contributes to an SLO of `kind`, or None when it adds nothing."""
+        if kind == "timeslice":
+            if self.good is None and self.good_events is not None:
+                raise SliPointError(
+                    f"SLO {slo_name!r} is a timeslice SLO but SLI point ds={self.ds} carries only "
+                    f"ratio events ({self.good_events:g}/{self.total_events:g}) and no good/bad flag"
+                )
+            if self.provisional or self.good is None:
+                return None
+            return (1.0, 1.0) if self.good else (0.0, 1.0)
+        if self.total_events is None and self.good is not None:
+            raise SliPointError(
+                f"SLO {slo_name!r} is a ratio SLO but SLI point ds={self.ds} carries only a "
+                f"good/bad flag (good={self.good}) and no good_events/total_events"
+            )
+        if self.provisional or self.total_events is None:
+            return None
+        return (self.good_events, self.total_events)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class BudgetSnapshot:
+    """The budget of one SLO as known on `ds` (see the module docstring for every field)."""
+
+    slo: str
+    ds: str
+    window_start: str
+    total: float
+    bad: float
+    allowed_bad: float
+    budget_remaining: float | None
+    burn_1d: float | None
+    burn_3d: float | None
+    burn_7d: float | None
+    bad_days_3d: int
+    mature_days: int
+    alert: Literal["page", "ticket"] | None
+    data_as_of: str | None
+
+    @property
+    def budget_spent(self) -> bool:
+        """True when there is data and no budget left (remaining <= 0)."""
+        return self.budget_remaining is not None and self.budget_remaining <= 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready plain dict; from_dict(to_dict()) gives an equal snapshot."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BudgetSnapshot:
+        """Read a stored snapshot back; SnapshotError naming the field when it does not fit."""
+        if not isinstance(data, dict):
+            raise SnapshotError(f"budget snapshot: expected a mapping, got {type(data).__name__}")
+        names = [f.name for f in fields(cls)]
+        label = f"budget snapshot (slo={data.get('slo')!r}, ds={data.get('ds')!r})"
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise SnapshotError(f"{label}: missing field(s) {missing}")
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise SnapshotError(f"{label}: unknown field(s) {unknown}")
+
+        def check(name: str, ok: bool, expected: str) -> None:
+            if not ok:
+                raise SnapshotError(f"{label}, field '{name}': expected {expected}, got {data[name]!r}")
+
+        check("slo", isinstance(data["slo"], str) and bool(data["slo"]), "a non-empty string")
+        for name in ("ds", "window_start"):
+            check(name, isinstance(data[name], str) and _valid_ds(data[name]), "a day 'YYYY-MM-DD'")
+        check("data_as_of", data["data_as_of"] is None or (isinstance(data["data_as_of"], str) and _valid_ds(data["data_as_of"])), "a day 'YYYY-MM-DD' or null")
+        for name in ("total", "bad", "allowed_bad"):
+            check(name, _is_number(data[name]) and data[name] >= 0, "a number >= 0")
+        for name in ("budget_remaining", "burn_1d", "burn_3d", "burn_7d"):
+            check(name, data[name] is None or _is_number(data[name]), "a number or null")
+        for name in ("bad_days_3d", "mature_days"):
+            check(name, _is_int(data[name]) and data[name] >= 0, "a whole number >= 0")
+        check("alert", data["alert"] is None or data["alert"] in ALERT_LEVELS, f"one of {list(ALERT_LEVELS)} or null")
+        values = {n: data[n] for n in names}
+        for name in ("total", "bad", "allowed_bad"):
+            values[name] = float(values[name])
+        for name in ("budget_remaining", "burn_1d", "burn_3d", "burn_7d"):
+            if values[name] is not None:
+                values[name] = float(values[name])
+        return cls(**values)
+
+
+def _valid_ds(value: str) -> bool:
+    try:
+        parse_ds(value)
+    except SloError:
+        return False
+    return True
+
+
+def evaluate(slo: SloDef, points: list[SliPoint], as_of: str | date) -> BudgetSnapshot:
+    """The budget snapshot of `slo` on `as_of` from the SLI points known then.
+
+    Only points with ds in as_of - window_days + 1 .. as_of (inclusive) count toward the budget;
+    burn windows are the last 1, 3 and 7 days ending at as_of. Raises SliPointError for a point
+    that does not fit the SLO's kind or a day given twice.
+    """
+    if not isinstance(slo, SloDef):
+        raise SloError(f"evaluate: slo must be a SloDef, got {type(slo).__name__}")
+    end = parse_ds(as_of, f"SLO {slo.name!r}: as_of")
+    start = end - timedelta(days=slo.window_days - 1)
+
+    # day -> (good, total) or None (a day present but adding nothing: provisional or no value)
+    by_day: dict[date, tuple[float, float] | None] = {}
+    newest_with_data: date | None = None
+    for point in points:
+        if not isinstance(point, SliPoint):
+            raise SliPointError(f"SLO {slo.name!r}: expected SliPoint values, got {type(point).__name__}")
+        day = date.fromisoformat(point.ds)
+        if day in by_day:
+            raise SliPointError(
+                f"SLO {slo.name!r} (SLI {slo.sli!r}): two points for ds={point.ds}; the store keeps one "
+                "value per model, SLI and day, so this is a caller bug"
+            )
+        contribution = point.events(slo.kind, slo.name)  # validates kind even for ignored days
+        if day > end:
+            continue  # not known yet on as_of; see "Points dated after as_of" above
+        if contribution is not None and contribution[1] == 0:
+            contribution = None  # a ratio day without events adds nothing and is not mature
+        by_day[day] = contribution
+        if contribution is not None and (newest_with_data is None or day > newest_with_data):
+            newest_with_data = day
+
+    def sums(first: date) -> tuple[float, float, int, int]:
+        """good, total, days with a value, days with a bad event; over first .. end."""
+        good = total = 0.0
+        valued = bad_days = 0
+        for day, contribution in by_day.items():
+            if contribution is None or not first <= day <= end:
+                continue
+            good += contribution[0]
+            total += contribution[1]
+            valued += 1
+            if contribution[1] - contribution[0] > 0:
+                bad_days += 1
+        return good, total, valued, bad_days
+
+    fraction = slo.error_budget_fraction
+    good, total, mature_days, _ = sums(start)
+    bad = total - good
+    allowed_bad = fraction * total
+    remaining = None if total == 0 else _round(1.0 - bad / allowed_bad)
+
+    burns: dict[int, float | None] = {}
+    bad_days_3d = 0
+    for w in BURN_WINDOWS:
+        g, t, _, bad_days = sums(end - timedelta(days=w - 1))
+        burns[w] = None if t == 0 else _round(((t - g) / t) / fraction)
+        if w == 3:
+            bad_days_3d = bad_days
+
+    alert = _alert_level(slo, burns[1], burns[3], burns[7], bad_days_3d)
+    return BudgetSnapshot(
+        slo=slo.name,
+        ds=end.isoformat(),
+        window_start=start.isoformat(),
+        total=_round(total),
+        bad=_round(bad),
+        allowed_bad=_round(allowed_bad),
+        budget_remaining=remaining,
+        burn_1d=burns[1],
+        burn_3d=burns[3],
+        burn_7d=burns[7],
+        bad_days_3d=bad_days_3d,
+        mature_days=mature_days,
+        alert=alert,
+        data_as_of=newest_with_data.isoformat() if newest_with_data else None,
+    )
+
+
+def _alert_level(
+    slo: SloDef, burn_1d: float | None, burn_3d: float | None, burn_7d: float | None, bad_days_3d: int
+) -> Literal["page", "ticket"] | None:
+    def at_least(value: float | None, threshold: float) -> bool:
+        return value is not None and value >= threshold
+
+    page = at_least(burn_3d, slo.page_burn) and at_least(burn_1d, slo.page_burn)
+    if page and slo.kind == "timeslice" and bad_days_3d < slo.min_bad_days_page:
+        page = False
+    if page:
+        return "page"
+    if at_least(burn_7d, slo.ticket_burn) and at_least(burn_1d, slo.ticket_burn):
+        return "ticket"
+    return None

@@ -1,0 +1,476 @@
+"""The model spec: one YAML file per monitored model, validated here and nowhere else.
+
+Every other module takes a `ModelSpec`; nothing else reads YAML. A bad spec fails at load with
+the file, the field and the reason (`SpecError`), never a traceback.
+
+Paths inside a spec may use `{home}` (WATCHKEEPER_HOME), `{project}` (the checkout) and, for
+per-day sources, `{ds}`. Relative paths resolve against the project root.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from watchkeeper import paths
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# SQL identifiers from specs end up in statements; only plain names (optionally schema-qualified)
+# are accepted, and they are quoted by the dialect when used.
+IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
+
+STAGES = ("ingestion", "features")
+SLI_KINDS = ("ratio", "timeslice")
+SCOPES = ("model", "features")
+
+
+class SpecError(ValueError):
+    """A spec (or a suite it names) is invalid. The message names the file, field and reason."""
+
+    def __init__(self, file: str | Path, problems: list[tuple[str, str]]):
+        self.file = str(file)
+        self.problems = problems
+        lines = [f"{self.file}: invalid model spec"]
+        lines += [f"  - {field or '(top level)'}: {reason}" for field, reason in problems]
+        super().__init__("\n".join(lines))
+
+
+class SpecErrors(ValueError):
+    """Several invalid specs at once (check-config, the DAG folder's error file)."""
+
+    def __init__(self, errors: list[SpecError]):
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _ident(value: str) -> str:
+    if not IDENT_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a plain SQL identifier (letters, digits, underscore, optional schema.)"
+        )
+    return value
+
+
+Ident = Annotated[str, Field(min_length=1)]
+
+
+class FileSource(_Strict):
+    kind: Literal["file"]
+    path: str = Field(description="pattern with {ds}; .parquet or .csv")
+    format: Literal["parquet", "csv"] | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _needs_ds(cls, v: str) -> str:
+        if "{ds}" not in v:
+            raise ValueError("a file pattern must contain {ds} so each day reads its own partition")
+        return v
+
+    @property
+    def resolved_format(self) -> str:
+        if self.format:
+            return self.format
+        return "csv" if self.path.lower().endswith(".csv") else "parquet"
+
+
+class _SqlBase(_Strict):
+    url: str | None = Field(default=None, description="SQLAlchemy URL (may use {home})")
+    conn_id: str | None = Field(default=None, description="Airflow connection id")
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if bool(self.url) == bool(self.conn_id):
+            raise ValueError("give exactly one of `url` or `conn_id`")
+        return self
+
+
+class SqlTableSource(_SqlBase):
+    kind: Literal["sql_table"]
+    table: str
+    date_column: str
+
+    _t = field_validator("table", "date_column")(lambda cls, v: _ident(v))
+
+
+class SqlQuerySource(_SqlBase):
+    kind: Literal["sql_query"]
+    query: str
+
+    @field_validator("query")
+    @classmethod
+    def _binds_ds(cls, v: str) -> str:
+        if ":ds" not in v:
+            raise ValueError("the query must bind the day as :ds (a SQLAlchemy bound parameter)")
+        return v
+
+
+Source = Annotated[FileSource | SqlTableSource | SqlQuerySource, Field(discriminator="kind")]
+
+
+class Landing(_Strict):
+    """Where the landing time of a day's partition comes from, and when it is due."""
+
+    kind: Literal["manifest", "marker", "column", "none"] = "none"
+    path: str | None = Field(
+        default=None,
+        description="manifest: JSON {ds: iso}; marker: pattern with {ds}, content iso or mtime",
+    )
+    column: str | None = Field(default=None, description="column: max() of this loaded_at column")
+    deadline_hours: float = Field(
+        default=6.0, ge=0, description="due this many hours after the day ends (model timezone)"
+    )
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self):
+        if self.kind in ("manifest", "marker") and not self.path:
+            raise ValueError(f"landing kind {self.kind!r} needs `path`")
+        if self.kind == "column" and not self.column:
+            raise ValueError("landing kind 'column' needs `column`")
+        return self
+
+
+class Columns(_Strict):
+    id: str
+    timestamp: str
+    model_version: str | None = None
+    feature_timestamp: str | None = Field(
+        default=None, description="when the feature values were computed (freshness of features)"
+    )
+
+
+class Feature(_Strict):
+    name: str
+    kind: Literal["numerical", "categorical"]
+    bounds: tuple[float, float] | None = None
+    pii: bool = False
+    drift_method: str | None = None
+    drift_threshold: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds_order(self):
+        if self.bounds is not None:
+            if self.kind != "numerical":
+                raise ValueError("bounds apply to numerical features only")
+            lo, hi = self.bounds
+            if lo > hi:
+                raise ValueError(f"bounds [{lo}, {hi}]: lower bound is above upper bound")
+        return self
+
+
+class Prediction(_Strict):
+    score: str | None = None
+    label: str | None = Field(default=None, description="predicted class / predicted value column")
+    threshold: float = Field(default=0.5, ge=0, le=1, description="decision threshold (binary)")
+    query_group: str | None = Field(default=None, description="ranking: the query column")
+    item: str | None = Field(default=None, description="ranking/recommendation: the item column")
+
+
+class Reference(_Strict):
+    training: str = Field(description="training set (parquet or csv) the model learned from")
+
+
+class BusinessOutcome(_Strict):
+    name: str
+    kind: Literal["share_of_value_caught", "share_late"]
+    value_column: str | None = None
+    minutes: float | None = None
+    threshold: float
+    direction: Literal["at_least", "at_most"] = "at_least"
+
+
+class LabelSpec(_Strict):
+    source: Source
+    join_key: str
+    label_column: str
+    timestamp_column: str | None = None
+    max_delay_days: int = Field(default=14, ge=1, le=365)
+    maturity_coverage: float = Field(default=0.9, gt=0, le=1)
+    business_outcomes: list[BusinessOutcome] = []
+
+
+class Suites(_Strict):
+    ingestion: str | None = None
+    features: str | None = None
+
+
+class Slo(_Strict):
+    name: str
+    sli: str = Field(description="the SLI the budget is computed from")
+    kind: Literal["ratio", "timeslice"]
+    objective: float = Field(gt=0, lt=1)
+    window_days: int = Field(default=28, ge=1, le=365)
+    gates: list[Literal["model", "features"]] = ["model"]
+    quality: bool = Field(default=False, description="a model-quality SLO (needs mature days)")
+    threshold: float | None = Field(
+        default=None, description="timeslice SLIs: the value a day must meet"
+    )
+    description: str = ""
+
+
+class AlertRoute(_Strict):
+    severity: Literal["info", "ticket", "page"]
+    channel: str
+
+
+class Alerts(_Strict):
+    slack_conn_id: str | None = None
+    routes: list[AlertRoute] = []
+    horizon_days: int = Field(default=2, ge=0)
+    runbook_url: str | None = None
+
+
+class GateSpec(_Strict):
+    inconclusive_means: Literal["closed", "open"] = "closed"
+    min_mature_days: int = Field(default=7, ge=0)
+    staleness_days: int = Field(default=2, ge=0)
+
+
+class DriftSpec(_Strict):
+    reference_days: int = Field(default=7, ge=1)
+    min_segment_rows: int = Field(default=500, ge=1)
+    daily_false_alarm_rate: float = Field(default=0.05, gt=0, lt=1)
+
+
+class ModelSpec(_Strict):
+    name: str
+    task: Literal["binary_classification", "regression", "ranking"]
+    description: str = ""
+    owner: str = "watchkeeper"
+    timezone: str = "UTC"
+    start_date: date | None = None
+    retries: int = Field(default=2, ge=0)
+    source: Source
+    landing: Landing = Landing()
+    columns: Columns
+    features: list[Feature] = Field(min_length=1)
+    prediction: Prediction
+    segments: list[str] = []
+    reference: Reference
+    labels: LabelSpec | None = None
+    suites: Suites = Suites()
+    drift: DriftSpec = DriftSpec()
+    slos: list[Slo] = []
+    alerts: Alerts = Alerts()
+    gate: GateSpec = GateSpec()
+    report_retention_days: int | None = Field(default=None, ge=1)
+
+    # Set by load_spec: where the spec came from, for messages and relative paths.
+    spec_path: str = Field(default="", exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(
+                f"{v!r}: use lower-case letters, digits and underscores, starting with a letter"
+            )
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {v!r} (use an IANA name such as Europe/Berlin)")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"features listed twice: {', '.join(dupes)}")
+        cats = {f.name for f in self.features if f.kind == "categorical"}
+        for seg in self.segments:
+            if seg not in cats:
+                raise ValueError(
+                    f"segment column {seg!r} must be one of the categorical features "
+                    f"({', '.join(sorted(cats)) or 'none declared'})"
+                )
+        if self.task == "binary_classification" and not self.prediction.score:
+            raise ValueError("prediction.score is required for binary_classification")
+        if self.task == "regression" and not self.prediction.label:
+            raise ValueError("prediction.label (the predicted value) is required for regression")
+        if self.task == "ranking" and not (self.prediction.score and self.prediction.query_group):
+            raise ValueError("prediction.score and prediction.query_group are required for ranking")
+        slo_names = [s.name for s in self.slos]
+        if len(set(slo_names)) != len(slo_names):
+            raise ValueError("SLO names must be unique")
+        for s in self.slos:
+            if s.kind == "timeslice" and s.threshold is None and s.sli not in BOOLEAN_SLIS:
+                raise ValueError(
+                    f"SLO {s.name!r}: a timeslice SLI needs `threshold` (the value a good day meets)"
+                )
+        return self
+
+    # ----- derived views --------------------------------------------------------------------
+    @property
+    def pii_columns(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.features if f.pii)
+
+    @property
+    def numerical(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "numerical"]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "categorical"]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def root(self) -> Path:
+        """Project root for relative paths: the checkout that holds include/models/<spec>."""
+        if self.spec_path:
+            p = Path(self.spec_path).resolve()
+            if p.parent.name == "models" and p.parent.parent.name == "include":
+                return p.parent.parent.parent
+        return paths.project_root()
+
+    def resolve(self, template: str, ds: str | None = None) -> str:
+        """Expand {home}, {project} and {ds}; relative file paths resolve against the root."""
+        out = template.replace("{home}", str(paths.home())).replace("{project}", str(self.root()))
+        if ds is not None:
+            out = out.replace("{ds}", ds)
+        return out
+
+    def resolve_path(self, template: str, ds: str | None = None) -> Path:
+        p = Path(self.resolve(template, ds))
+        return p if p.is_absolute() else self.root() / p
+
+    def suite_path(self, stage: str) -> Path | None:
+        rel = getattr(self.suites, stage)
+        return self.resolve_path(rel) if rel else None
+
+    def slo(self, name: str) -> Slo:
+        for s in self.slos:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+# SLIs whose daily value is already a good/bad verdict, so a timeslice needs no threshold.
+BOOLEAN_SLIS = {"freshness", "prediction_stability", "feature_drift"}
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("file", "sql_table", "sql_query"):
+            continue  # discriminated-union tags add noise, not location
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _problems(err: ValidationError, raw: dict) -> list[tuple[str, str]]:
+    problems = []
+    for e in err.errors():
+        loc = e["loc"]
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see README 'Model spec')"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        elif e["type"] == "union_tag_invalid":
+            msg = "`kind` must be one of file, sql_table, sql_query"
+        problems.append((_field_path(loc), msg))
+    return problems
+
+
+def parse_spec(raw: object, file: str | Path = "<spec>") -> ModelSpec:
+    if not isinstance(raw, dict):
+        raise SpecError(file, [("", "the file must hold a YAML mapping (key: value)")])
+    try:
+        spec = ModelSpec.model_validate({**raw, "spec_path": str(file)})
+    except ValidationError as err:
+        raise SpecError(file, _problems(err, raw)) from None
+    stem = Path(str(file)).stem
+    if stem not in ("<spec>",) and Path(str(file)).suffix in (".yaml", ".yml") and stem != spec.name:
+        raise SpecError(file, [("name", f"{spec.name!r} must match the file name {stem!r}")])
+    return spec
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(path, [("", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(path, [("", f"cannot read: {err}")]) from None
+    try:
+        # The C loader keeps parsing 50 specs inside a DAG file well under a second.
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(path, [(where, f"not valid YAML: {getattr(err, 'problem', err)}")]) from None
+    return parse_spec(raw, path)
+
+
+def spec_files(directory: str | Path | None = None) -> list[Path]:
+    d = Path(directory) if directory else paths.models_dir()
+    return sorted(p for p in d.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+
+
+def load_all(directory: str | Path | None = None) -> tuple[list[ModelSpec], list[SpecError]]:
+    """All specs of a folder; invalid ones are returned as errors, never silently skipped."""
+    specs, errors = [], []
+    for f in spec_files(directory):
+        try:
+            specs.append(load_spec(f))
+        except SpecError as err:
+            errors.append(err)
+    seen: dict[str, str] = {}
+    for s in specs:
+        if s.name in seen:
+            errors.append(SpecError(s.spec_path, [("name", f"already used by {seen[s.name]}")]))
+        seen[s.name] = s.spec_path
+    return specs, errors
+
+
+def get_spec(name: str, directory: str | Path | None = None) -> ModelSpec:
+    d = Path(directory) if directory else paths.models_dir()
+    for suffix in (".yaml", ".yml"):
+        p = d / f"{name}{suffix}"
+        if p.exists():
+            return load_spec(p)
+    known = ", ".join(p.stem for p in spec_files(d)) or "none"
+    raise UnknownModel(name, known)
+
+
+class UnknownModel(LookupError):
+    def __init__(self, name: str, known: str):
+        self.name = name
+        super().__init__(f"unknown model {name!r}; models that exist: {known}")
+
+
+def day_bounds(spec: ModelSpec, ds: str):
+    """The day `ds` in the model's timezone, as aware datetimes [start, end)."""
+    from datetime import datetime
+
+    d = date.fromisoformat(ds)
+    start = datetime(d.year, d.month, d.day, tzinfo=spec.tz)
+    return start, start + timedelta(days=1)
