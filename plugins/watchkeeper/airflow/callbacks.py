@@ -15,8 +15,9 @@ def _record(context, state: str) -> None:
         from watchkeeper.store import open_store
 
         ti = context["ti"]
-        params = context.get("params") or {}
-        model = params.get("model")
+        dag = context.get("dag")
+        tags = getattr(dag, "tags", None) or []
+        model = next((t.split(":", 1)[1] for t in tags if str(t).startswith("model:")), None)
         ds = context.get("ds")
         if not model or not ds:
             return

@@ -78,7 +78,8 @@ def monitor_dag(spec: specmod.ModelSpec) -> DAG:
         default_args=_default_args(spec),
         tags=["watchkeeper", "monitor", f"model:{name}", spec.task],
         doc_md=doc,
-        params={"model": name},
+        # No DAG params: Airflow deep-copies them into every task, which dominated parse time.
+        # Callbacks read the model from the DAG's tag instead.
     ) as dag:
 
         @task(task_id="load", multiple_outputs=False)
