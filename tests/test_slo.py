@@ -209,8 +209,8 @@ def test_zero_total_in_one_day_window_cannot_page():
     assert snap.burn_3d == pytest.approx((2 / 2) / 0.1)
     assert snap.bad_days_3d == 2
     assert snap.alert is None
-    # the same days judged on the day after they happened do page
-    assert evaluate(TS, timeslice_days({0, 1}, n=27), AS_OF - timedelta(days=1)).alert == "page"
+    # the same bad days, judged on the newer of them (it is the 1-day window then), do page
+    assert evaluate(TS, timeslice_days({1, 2})[1:], AS_OF - timedelta(days=1)).alert == "page"
 
 
 def test_ratio_day_without_events_adds_nothing():

@@ -140,7 +140,8 @@ class Override:
                     values[k] = datetime.fromisoformat(values[k])
                 except ValueError:
                     raise GateError(
-                        f"stored override {data.get('model')!r}, field '{k}': not an ISO datetime: {values[k]!r}"
+                        f"stored override {data.get('model')!r}, field '{k}': "
+                        f"not an ISO datetime: {values[k]!r}"
                     ) from None
         return cls(**values)
 
@@ -290,7 +291,8 @@ def _judge(
     if slo.quality and snap.mature_days < policy.min_mature_days:
         return "inconclusive", (
             f"Only {snap.mature_days} mature day{'s' if snap.mature_days != 1 else ''} in the "
-            f"{slo.window_days}-day window (needs {policy.min_mature_days}); model quality cannot be judged yet."
+            f"{slo.window_days}-day window (needs {policy.min_mature_days}); "
+            "model quality cannot be judged yet."
         )
     if snap.budget_remaining is None:
         return "inconclusive", f"No data in the {slo.window_days}-day window ending {snap.ds}."
@@ -346,7 +348,8 @@ def decide(
     if store_error is None:
         for snap in snapshots:
             if not isinstance(snap, BudgetSnapshot):
-                raise GateError(f"gate for {model!r}: expected BudgetSnapshot values, got {type(snap).__name__}")
+                kind = type(snap).__name__
+                raise GateError(f"gate for {model!r}: expected BudgetSnapshot values, got {kind}")
             if date.fromisoformat(snap.ds) > as_of_day:
                 raise GateError(
                     f"gate for {model!r}: snapshot of SLO {snap.slo!r} is dated {snap.ds}, after the "

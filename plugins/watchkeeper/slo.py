@@ -339,14 +339,16 @@ class BudgetSnapshot:
         check("slo", isinstance(data["slo"], str) and bool(data["slo"]), "a non-empty string")
         for name in ("ds", "window_start"):
             check(name, isinstance(data[name], str) and _valid_ds(data[name]), "a day 'YYYY-MM-DD'")
-        check("data_as_of", data["data_as_of"] is None or (isinstance(data["data_as_of"], str) and _valid_ds(data["data_as_of"])), "a day 'YYYY-MM-DD' or null")
+        as_of = data["data_as_of"]
+        check("data_as_of", as_of is None or (isinstance(as_of, str) and _valid_ds(as_of)), "a day or null")
         for name in ("total", "bad", "allowed_bad"):
             check(name, _is_number(data[name]) and data[name] >= 0, "a number >= 0")
         for name in ("budget_remaining", "burn_1d", "burn_3d", "burn_7d"):
             check(name, data[name] is None or _is_number(data[name]), "a number or null")
         for name in ("bad_days_3d", "mature_days"):
             check(name, _is_int(data[name]) and data[name] >= 0, "a whole number >= 0")
-        check("alert", data["alert"] is None or data["alert"] in ALERT_LEVELS, f"one of {list(ALERT_LEVELS)} or null")
+        alert_ok = data["alert"] is None or data["alert"] in ALERT_LEVELS
+        check("alert", alert_ok, f"one of {list(ALERT_LEVELS)} or null")
         values = {n: data[n] for n in names}
         for name in ("total", "bad", "allowed_bad"):
             values[name] = float(values[name])
