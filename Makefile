@@ -7,7 +7,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 export WATCHKEEPER_HOME ?= $(CURDIR)/var
-export PYTHONDONTWRITEBYTECODE := 1
+
 
 .PHONY: install demo test bench check-config clean help
 
@@ -23,7 +23,7 @@ $(UV):
 
 # The venv is rebuilt from the lock whenever the lock changes.
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python $(PYTHON) --quiet
+	UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1 $(UV) sync --frozen --python $(PYTHON) --quiet
 	@touch $@
 
 install: $(VENV)/.synced

@@ -35,6 +35,16 @@ PG_SERVER_URL = os.environ.get(
 # --------------------------------------------------------------------------------------------
 
 
+# Airflow reads its configuration at first import: point it at a session-wide embedded home
+# (SQLite metadata, this checkout's dags/) before any test module can import it.
+_AIRFLOW_SESSION_HOME = Path(tempfile.mkdtemp(prefix="wk-airflow-"))
+if "airflow" not in sys.modules:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+    from watchkeeper.airflow import embedded as _embedded
+
+    _embedded.configure(_AIRFLOW_SESSION_HOME)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_watchkeeper_home(tmp_path_factory, monkeypatch) -> None:
     monkeypatch.setenv("WATCHKEEPER_HOME", str(tmp_path_factory.mktemp("wk_home")))
@@ -160,3 +170,55 @@ def store(store_url: str):
     from watchkeeper.store import open_store
 
     return open_store(store_url)
+
+
+# --------------------------------------------------------------------------------------------
+# Airflow (embedded) and the demo world
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Migrated Airflow metadata DB for the session (SQLite under a temp AIRFLOW_HOME)."""
+    from watchkeeper.airflow import embedded
+
+    embedded.migrate()
+    return embedded
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory):
+    """A small demo world (2,000 rows a day, 42 days), generated once per session.
+
+    Tests copy nothing from it: they point WATCHKEEPER_HOME at a folder whose demo/ links here.
+    """
+    from watchkeeper.demo import generate_demo
+
+    root = tmp_path_factory.mktemp("demo_world")
+    manifest = generate_demo(root, rows_per_day=2000, training_rows=5000)
+    return manifest
+
+
+@pytest.fixture
+def demo_home(small_demo, monkeypatch, tmp_path):
+    """WATCHKEEPER_HOME for one test: its own store and reports, the shared demo world linked."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "demo").symlink_to(Path(small_demo.home) / "demo")
+    monkeypatch.setenv("WATCHKEEPER_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def run_dag(airflow_db):
+    """run_dag(dag_id, ds) -> RunOutcome, through dag.test() of the configured dags folder."""
+    embedded = airflow_db
+
+    def run(dag_id: str, ds: str):
+        bag = embedded.dagbag()
+        assert not bag.import_errors, bag.import_errors
+        dag = bag.get_dag(dag_id)
+        assert dag is not None, f"no DAG {dag_id}; have {sorted(bag.dag_ids)}"
+        return embedded.run_day(dag, ds)
+
+    return run

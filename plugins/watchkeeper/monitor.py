@@ -128,7 +128,8 @@ def stage_parameters(spec: ModelSpec, ds: str, store) -> dict:
     start_utc = start.astimezone(timezone.utc).replace(tzinfo=None)
     end_utc = end.astimezone(timezone.utc).replace(tzinfo=None)
     return {
-        "min_rows": int(0.5 * median),
+        # An empty day is always a finding, even before there is history to compare with.
+        "min_rows": max(1, int(0.5 * median)),
         "row_count_median_7d": median,
         "day_start": pd.Timestamp(start_utc),
         "day_end": pd.Timestamp(end_utc),

@@ -75,5 +75,8 @@ def run_day(dag, ds: str) -> RunOutcome:
     d = pendulum.parse(ds).date()
     ld = pendulum.datetime(d.year, d.month, d.day, tz="UTC")
     dr = dag.test(logical_date=ld)
-    tasks = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
-    return RunOutcome(dag.dag_id, ds, str(dr.state), tasks)
+    def name(state) -> str:
+        return str(getattr(state, "value", state))
+
+    tasks = {ti.task_id: name(ti.state) for ti in dr.get_task_instances()}
+    return RunOutcome(dag.dag_id, ds, name(dr.state), tasks)
