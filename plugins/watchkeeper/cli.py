@@ -187,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `watchkeeper history fraud | head`
+        sys.stderr.close()
+        return 0
     except CliError as err:
         print(f"watchkeeper: {err}", file=sys.stderr)
         return 2

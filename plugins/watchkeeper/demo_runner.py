@@ -58,7 +58,9 @@ def day_line(model: str, ds: str, outcome, store) -> str:
     days = {d["ds"]: d for d in history.build_days(model, store, [ds])}
     d = days.get(ds, {})
     parts = []
-    for stage, res in d.get("stages", {}).items():
+    stages = d.get("stages", {})
+    for stage, res in sorted(stages.items(), key=lambda kv: history.STAGES.index(kv[0])
+                             if kv[0] in history.STAGES else 99):
         if res.get("not_run"):
             parts.append(f"{stage}: not run ({res['not_run']})")
         elif res["success"]:

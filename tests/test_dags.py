@@ -1,0 +1,69 @@
+"""DAG integrity: every spec yields DAGs that import cleanly, quickly, with the conventions
+operators expect (tags, owner, retries, docs), and without heavy imports at parse time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import subprocess_env
+from watchkeeper import paths
+
+PROJECT = paths.project_root()
+
+
+@pytest.fixture(scope="module")
+def bag(airflow_db):
+    return airflow_db.dagbag()
+
+
+def test_no_import_errors(bag):
+    assert bag.import_errors == {}
+    assert {"fraud_monitor", "eta_monitor"} <= set(bag.dag_ids)
+
+
+def test_conventions(bag):
+    for dag_id in bag.dag_ids:
+        dag = bag.get_dag(dag_id)
+        assert "watchkeeper" in dag.tags, dag_id
+        assert any(t.startswith("model:") for t in dag.tags), dag_id
+        assert dag.doc_md and len(dag.doc_md) > 100, dag_id
+        assert dag.catchup is False and dag.max_active_runs == 1
+        for t in dag.tasks:
+            assert t.retries >= 1, (dag_id, t.task_id)
+            assert t.owner and t.owner != "airflow", (dag_id, t.task_id)
+
+
+def test_parsing_imports_nothing_heavy():
+    """A DAG file is a declaration: pandas, GX, Evidently, sklearn stay out of the parser."""
+    code = (
+        "import sys, json, runpy\n"
+        f"runpy.run_path({str(PROJECT / 'dags' / 'watchkeeper_dags.py')!r})\n"
+        "heavy = [m for m in ('pandas', 'great_expectations', 'evidently', 'sklearn', 'pyarrow')"
+        " if m in sys.modules]\n"
+        "print(json.dumps(heavy))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=subprocess_env(), timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == []
+
+
+def test_invalid_spec_is_an_import_error_and_valid_models_keep_their_dags(tmp_path, monkeypatch, airflow_db):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "eta.yaml").write_text((PROJECT / "include/models/eta.yaml").read_text())
+    broken = yaml.safe_load((PROJECT / "include/models/fraud.yaml").read_text())
+    broken["features"][0]["kind"] = "text"
+    (models / "fraud.yaml").write_text(yaml.safe_dump(broken))
+    monkeypatch.setenv("WATCHKEEPER_MODELS_DIR", str(models))
+    bag = airflow_db.dagbag()
+    assert "eta_monitor" in bag.dag_ids and "fraud_monitor" not in bag.dag_ids
+    (path, err), = bag.import_errors.items()
+    assert path.endswith("watchkeeper_spec_errors.py")
+    assert "fraud.yaml" in err and "features[0].kind" in err
