@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 def _record(context, state: str) -> None:
     try:
-        from watchkeeper.store import open_store
+        from watchkeeper.store import RunRecord, open_store
 
         ti = context["ti"]
         dag = context.get("dag")
@@ -25,17 +25,17 @@ def _record(context, state: str) -> None:
         end = getattr(ti, "end_date", None)
         duration = (end - start).total_seconds() if start and end else None
         error = context.get("exception")
-        open_store().record_run(
+        open_store().record_run(RunRecord(
             model=model,
             ds=ds,
             dag_id=ti.dag_id,
             task_id=ti.task_id,
             state=state,
-            try_number=getattr(ti, "try_number", None),
+            try_number=int(getattr(ti, "try_number", None) or 1),
             started_at=start,
             duration_seconds=duration,
             error=None if error is None else str(error)[:2000],
-        )
+        ))
     except Exception as err:  # noqa: BLE001 - bookkeeping must not fail the task
         log.warning("watchkeeper: could not record task outcome: %s", err)
 
