@@ -126,6 +126,84 @@ def cmd_suggest_suite(args) -> int:
     return 0
 
 
+# ----- gate, override, status ------------------------------------------------------------------
+
+
+def cmd_gate(args) -> int:
+    from watchkeeper import gatekeeper
+
+    d = gatekeeper.ask(args.model, args.scope, as_of=args.as_of, asked_by=args.by, via="cli")
+    if args.json:
+        _print_json(d.to_json_dict())
+    else:
+        print(d.verdict_text())
+        for r in d.reasons:
+            print(f"  - {r.get('slo')}: {r.get('text') or r}")
+        for n in d.notes:
+            print(f"  note: {n}")
+    return d.exit_code()
+
+
+def cmd_override(args) -> int:
+    from watchkeeper import gatekeeper
+
+    o = gatekeeper.override(args.model, reason=args.reason, expires=args.expires, by=args.by,
+                            scope=args.scope)
+    print(f"override stored: {o.model} ({o.scope}) open until {o.expires_at.isoformat()} "
+          f"by {o.created_by}: {o.reason}")
+    return 0
+
+
+def _bar(remaining, width: int = 20) -> str:
+    if remaining is None:
+        return "[" + "?" * width + "]"
+    filled = max(0, min(width, round(remaining * width)))
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def cmd_status(args) -> int:
+    from watchkeeper import budgets, gatekeeper
+    from watchkeeper.spec import get_spec, load_all
+
+    store = _store()
+    names = [args.model] if args.model else [s.name for s in load_all()[0]]
+    out = []
+    for name in names:
+        spec = get_spec(name)
+        as_of = gatekeeper.today(spec).isoformat()
+        snaps = {s.slo: s for s in budgets.latest_snapshots(store, name, as_of)}
+        dec = {sc: gatekeeper.ask(name, sc, store=store, record=False) for sc in ("model", "features")}
+        active = [o.to_dict() for o in gatekeeper.overrides(store, name)
+                  if o.is_active(gatekeeper.now_utc())]
+        out.append({
+            "model": name,
+            "gate": {sc: d.decision for sc, d in dec.items()},
+            "slos": [dict(snaps[s.name].to_dict(), gates=list(s.gates)) if s.name in snaps
+                     else {"slo": s.name, "budget_remaining": None, "note": "no snapshot yet"}
+                     for s in spec.slos],
+            "overrides": active,
+            "recent_decisions": gatekeeper.recent_decisions(store, name),
+        })
+    if args.json:
+        _print_json(out if not args.model else out[0])
+        return 0
+    for m in out:
+        print(f"{m['model']}: gate model={m['gate']['model'].upper()} "
+              f"features={m['gate']['features'].upper()}")
+        for s in m["slos"]:
+            rem = s.get("budget_remaining")
+            burns = " ".join(f"{w}={s.get('burn_' + w):.2f}" if s.get("burn_" + w) is not None
+                             else f"{w}=-" for w in ("1d", "3d", "7d"))
+            print(f"  {s['slo']:<22} {_bar(rem)} "
+                  f"{'no data' if rem is None else f'{rem:6.1%}':>8}  burn {burns}  "
+                  f"{(s.get('alert') or '').upper()}")
+        for o in m["overrides"]:
+            print(f"  OVERRIDE until {o['expires_at']} by {o['created_by']}: {o['reason']}")
+        for d in m["recent_decisions"]:
+            print(f"  asked {d['at']} by {d['by']} via {d['via']}: {d['scope']} -> {d['decision']}")
+    return 0
+
+
 # ----- demo and runs --------------------------------------------------------------------------
 
 
@@ -168,6 +246,27 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="where to write it (default expectations/MODEL/features.suggested.json)")
     c.set_defaults(func=cmd_suggest_suite)
 
+    c = sub.add_parser("gate", help="may this model ship now? exit 0 open, 1 closed, 2 inconclusive")
+    c.add_argument("model")
+    c.add_argument("--scope", choices=["model", "features"], default="model")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--as-of", dest="as_of", help="evaluate as of this day (default: today)")
+    c.add_argument("--by", help="who asks (default: the OS user), for the audit trail")
+    c.set_defaults(func=cmd_gate)
+
+    c = sub.add_parser("override", help="break-glass: open a closed gate for a bounded time")
+    c.add_argument("model")
+    c.add_argument("--reason", required=True)
+    c.add_argument("--expires", required=True, help="a duration: 90m, 4h, 2d, 1w")
+    c.add_argument("--by", help="who opens it (default: the OS user)")
+    c.add_argument("--scope", choices=["model", "features"], default="model")
+    c.set_defaults(func=cmd_override)
+
+    c = sub.add_parser("status", help="SLO budgets, burn rates, gates, overrides, recent decisions")
+    c.add_argument("model", nargs="?")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_status)
+
     c = sub.add_parser("demo", help="generate the demo world and run its DAGs for 42 days")
     c.add_argument("--end", help="last demo day (default: yesterday)")
     c.add_argument("--rows-per-day", type=int, default=20000)
@@ -194,9 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"watchkeeper: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # typed errors of the library carry a worded message
+        from watchkeeper.gate import GateError
         from watchkeeper.spec import SpecError, UnknownModel
 
-        known = (SpecError, UnknownModel)
+        known = (SpecError, UnknownModel, GateError)
         try:
             from watchkeeper.store import StoreUnavailable
 

@@ -263,7 +263,17 @@ def record_slis(spec: ModelSpec, ds: str, store) -> dict:
         ),
     ]
     store.write_slis(spec.name, ds, records)
-    return {r.sli: {"value": r.value, "good": r.good} for r in records}
+    summary = {r.sli: {"value": r.value, "good": r.good} for r in records}
+    summary["budgets"] = evaluate_budgets(spec, ds, store)
+    return summary
+
+
+def evaluate_budgets(spec: ModelSpec, ds: str, store) -> dict:
+    """After every SLI write: one budget snapshot per SLO, as known on ds."""
+    from watchkeeper import budgets
+
+    return {s.slo: {"remaining": s.budget_remaining, "alert": s.alert}
+            for s in budgets.evaluate(spec, ds, store)}
 
 
 def _objective(spec: ModelSpec, sli: str) -> float | None:

@@ -221,6 +221,9 @@ class Slo(_Strict):
     threshold: float | None = Field(
         default=None, description="timeslice SLIs: the value a day must meet"
     )
+    direction: Literal["at_least", "at_most"] = Field(
+        default="at_least", description="a good day's value is at least / at most the threshold"
+    )
     description: str = ""
 
 
