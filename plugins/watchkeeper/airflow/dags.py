@@ -114,6 +114,67 @@ def monitor_dag(spec: specmod.ModelSpec) -> DAG:
     return dag
 
 
+DEPLOY_DOC = """\
+### Model deployment: `{name}` (example)
+
+The pattern any team can copy: **gate → deploy steps → record the deployment**.
+
+- **gate** (`ErrorBudgetGate`) asks Watchkeeper whether `{name}` may ship now. Closed fails the run
+  here, with the SLOs and numbers that closed it in the log; inconclusive follows the spec's policy
+  ({inconclusive}). Every question is audited in the store.
+- **package** and **roll_out** stand in for your own steps (they only log here).
+- **record_deployment** stores the deployment, with its model version, as an event: triage
+  correlates incidents with deployments.
+
+Trigger with `{{"version": "..."}}` to deploy a given model version. To wait for the gate
+instead of failing, use `ErrorBudgetGateSensor` (reschedule mode).
+"""
+
+
+def deploy_dag(spec: specmod.ModelSpec) -> DAG:
+    from watchkeeper.airflow.operators import ErrorBudgetGate
+
+    name = spec.name
+    with DAG(
+        dag_id=f"{name}_deploy",
+        description=f"Example model deployment for {name}, gated on its error budgets",
+        schedule=None,
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_default_args(spec),
+        tags=["watchkeeper", "deploy", f"model:{name}", spec.task],
+        doc_md=DEPLOY_DOC.format(name=name, inconclusive=f"inconclusive means {spec.gate.inconclusive_means}"),
+        params={"version": f"{name}-candidate"},
+    ) as dag:
+        gate = ErrorBudgetGate(task_id="gate", model=name, scope="model")
+
+        @task(task_id="package")
+        def package(params=None) -> str:
+            import logging
+
+            logging.getLogger(__name__).info("packaging %s", params["version"])
+            return params["version"]
+
+        @task(task_id="roll_out")
+        def roll_out(version: str) -> str:
+            import logging
+
+            logging.getLogger(__name__).info("rolling out %s (simulated)", version)
+            return version
+
+        @task(task_id="record_deployment")
+        def record_deployment(version: str, ds=None, run_id=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.record_deployment(name, ds, version, run_id)
+
+        v = package()
+        gate >> v
+        record_deployment(roll_out(v))
+    return dag
+
+
 def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
     """The DAGs of every valid spec.
 
@@ -124,7 +185,7 @@ def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
     specs, _errors = specmod.load_all(models_dir)
     dags: dict[str, DAG] = {}
     for s in specs:
-        for d in (monitor_dag(s),):
+        for d in (monitor_dag(s), deploy_dag(s)):
             dags[d.dag_id] = d
     return dags
 

@@ -40,3 +40,12 @@ def check(model: str, ds: str, stage: str, loaded: dict) -> dict:
 
 def record_slis(model: str, ds: str, loaded: dict) -> dict:
     return monitor.record_slis(get_spec(model), ds, _store())
+
+
+def record_deployment(model: str, ds: str, version: str, run_id: str | None) -> dict:
+    """A deployment event, once per (model, version, ds): a retried task records nothing new."""
+    from watchkeeper.gatekeeper import now_utc
+
+    payload = {"version": version, "run_id": run_id, "deployed_at": now_utc().isoformat()}
+    w = _store().record_event(model, "deployment", version, ds, payload, created_by="airflow")
+    return {"model": model, "version": version, "ds": ds, "recorded": w.inserted}
