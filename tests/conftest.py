@@ -42,7 +42,14 @@ if "airflow" not in sys.modules:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
     from watchkeeper.airflow import embedded as _embedded
 
-    _embedded.configure(_AIRFLOW_SESSION_HOME)
+    # The session's dags folder: the project's DAG files plus test-only DAGs (tests/airflow_dags),
+    # linked, so dag.test() exercises the real files.
+    _DAGS = _AIRFLOW_SESSION_HOME / "dags"
+    _DAGS.mkdir()
+    _ROOT = Path(__file__).resolve().parents[1]
+    for _f in [*(_ROOT / "dags").glob("*.py"), *(_ROOT / "tests" / "airflow_dags").glob("*.py")]:
+        (_DAGS / _f.name).symlink_to(_f)
+    _embedded.configure(_AIRFLOW_SESSION_HOME, dags_folder=_DAGS)
 
 
 @pytest.fixture(autouse=True)

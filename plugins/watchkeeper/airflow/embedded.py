@@ -31,6 +31,14 @@ def configure(home: Path | None = None, dags_folder: Path | None = None) -> dict
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     }
+    # A stable JWT secret per embedded home (64+ bytes: shorter ones draw InsecureKeyLengthWarning).
+    secret_file = airflow_home / "jwt_secret"
+    if not secret_file.exists():
+        import secrets
+
+        secret_file.write_text(secrets.token_hex(48))
+    env.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", os.environ.get(
+        "AIRFLOW__API_AUTH__JWT_SECRET") or secret_file.read_text().strip())
     if "airflow" in sys.modules:
         current = os.environ.get("AIRFLOW_HOME")
         if current != env["AIRFLOW_HOME"]:

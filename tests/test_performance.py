@@ -1,0 +1,376 @@
+"""watchkeeper.performance: metrics equal scikit-learn's, CBPE, concept drift, sudden change, outcomes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    mean_absolute_error,
+    ndcg_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    root_mean_squared_error,
+)
+
+from watchkeeper.performance import (
+    MetricInputError,
+    OutcomeSpec,
+    OutcomeSpecError,
+    bucket_metrics,
+    business_outcomes,
+    calibration,
+    cbpe_estimate,
+    classification_metrics,
+    compare_estimate,
+    concept_drift_check,
+    estimate_performance,
+    evaluate,
+    evaluate_by_day,
+    fit_calibrator,
+    healthy_error_stats,
+    ranking_metrics,
+    regression_metrics,
+    sudden_change,
+)
+
+
+def _calibrated(n, seed, a=2.0, b=3.0):
+    rng = np.random.default_rng(seed)
+    s = rng.beta(a, b, n)
+    y = (rng.random(n) < s).astype(int)
+    return y, s, rng
+
+
+def _sk_binary(y, s, t):
+    yp = (np.asarray(s) >= t).astype(int)
+    return {
+        "precision": precision_score(y, yp),
+        "recall": recall_score(y, yp),
+        "f1": f1_score(y, yp),
+        "accuracy": accuracy_score(y, yp),
+        "roc_auc": roc_auc_score(y, s),
+        "pr_auc": average_precision_score(y, s),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# classification
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_classification_metrics_equal_sklearn_overall_and_per_segment(threshold):
+    y, s, rng = _calibrated(3000, 1)
+    seg = pd.DataFrame({"country": rng.choice(["DE", "FR", "IT"], len(y)), "tier": rng.choice(["gold", "std"], len(y))})
+    rep = classification_metrics(y, s, threshold, segments=seg)
+    for name, expected in _sk_binary(y, s, threshold).items():
+        assert rep.overall.values[name] == pytest.approx(expected, abs=1e-12), name
+    assert rep.overall.counts["correct"] == round(accuracy_score(y, s >= threshold) * len(y))
+    assert {(m.segment["column"], m.segment["value"]) for m in rep.segments} == {
+        ("country", "DE"), ("country", "FR"), ("country", "IT"), ("tier", "gold"), ("tier", "std")
+    }
+    for m in rep.segments:
+        mask = (seg[m.segment["column"]] == m.segment["value"]).to_numpy()
+        assert m.n == mask.sum()
+        for name, expected in _sk_binary(y[mask], s[mask], threshold).items():
+            assert m.values[name] == pytest.approx(expected, abs=1e-12), (m.segment, name)
+    json.dumps(rep.to_dict())
+
+
+def test_tied_scores_equal_sklearn():
+    # heavy ties: the AUCs must treat tied scores exactly as sklearn does
+    y, s, _ = _calibrated(2000, 12)
+    coarse = np.round(s, 1)
+    v = classification_metrics(y, coarse).overall.values
+    assert v["roc_auc"] == pytest.approx(roc_auc_score(y, coarse), abs=1e-12)
+    assert v["pr_auc"] == pytest.approx(average_precision_score(y, coarse), abs=1e-12)
+    v = classification_metrics([1, 0, 1, 1], [0.5, 0.5, 0.5, 0.5]).overall.values
+    assert v["roc_auc"] == roc_auc_score([1, 0, 1, 1], [0.5] * 4) == 0.5
+    assert v["pr_auc"] == pytest.approx(average_precision_score([1, 0, 1, 1], [0.5] * 4))
+
+
+def test_degenerate_classification_returns_none_with_notes():
+    one_class = classification_metrics([0, 0, 0], [0.1, 0.7, 0.2])
+    v = one_class.overall.values
+    assert v["roc_auc"] is None and v["pr_auc"] is None and v["recall"] is None
+    assert v["precision"] == 0.0 and v["accuracy"] == pytest.approx(2 / 3)
+    assert any("roc_auc undefined" in n for n in one_class.overall.notes)
+    no_pred_pos = classification_metrics([1, 0, 1], [0.1, 0.2, 0.3])
+    v = no_pred_pos.overall.values
+    assert v["precision"] is None and v["recall"] == 0.0
+    assert v["f1"] == f1_score([1, 0, 1], [0, 0, 0], zero_division=0)
+    assert any("precision undefined" in n for n in no_pred_pos.overall.notes)
+    empty = classification_metrics([], [])
+    assert all(v is None for k, v in empty.overall.values.items()) and empty.overall.n == 0
+
+
+def test_rows_missing_a_value_are_left_out_and_counted():
+    rep = classification_metrics([1, 0, np.nan, 1], [0.9, np.nan, 0.3, 0.8])
+    assert rep.overall.n == 2 and rep.overall.counts["excluded"] == 2
+    assert "2 row(s) without a label or score left out" in rep.overall.notes
+
+
+def test_classification_caller_errors_are_typed():
+    with pytest.raises(MetricInputError, match="position 1 holds 2.0"):
+        classification_metrics([1, 2], [0.5, 0.5])
+    with pytest.raises(MetricInputError, match="3 values but score has 2"):
+        classification_metrics([1, 0, 1], [0.5, 0.5])
+    with pytest.raises(MetricInputError, match="segments has 1 rows"):
+        classification_metrics([1, 0], [0.5, 0.5], segments=pd.DataFrame({"c": ["a"]}))
+
+
+def test_bucket_metrics_are_deciles_and_equal_sklearn_within_each():
+    y, s, _ = _calibrated(2000, 2)
+    b = bucket_metrics(y, s, 0.5)
+    assert len(b.buckets) == 10 and sum(m.n for m in b.buckets) == 2000
+    assert all(m.n == 200 for m in b.buckets)
+    assert b.edges == pytest.approx(list(np.quantile(s, np.linspace(0, 1, 11))))
+    for m in b.buckets:
+        lo, hi = m.segment["low"], m.segment["high"]
+        mask = (s > lo) & (s <= hi) if m.segment["bucket"] else (s >= lo) & (s <= hi)
+        assert m.n == mask.sum()
+        assert m.values["accuracy"] == pytest.approx(accuracy_score(y[mask], s[mask] >= 0.5))
+        if 0 < y[mask].sum() < mask.sum():
+            assert m.values["roc_auc"] == pytest.approx(roc_auc_score(y[mask], s[mask]))
+    fixed = bucket_metrics(y, s, edges=[0.2, 0.5, 0.8])
+    assert [m.n for m in fixed.buckets] == [int((s <= 0.5).sum()), int((s > 0.5).sum())]
+
+
+def test_calibration_matches_sklearn_curve_and_textbook_ece():
+    y, s, _ = _calibrated(5000, 3)
+    skewed = s**2  # over-confident in the negative direction: not calibrated
+    ece, table = calibration(y, skewed, bins=10)
+    prob_true, prob_pred = calibration_curve(y, skewed, n_bins=10, strategy="uniform")
+    filled = [r for r in table if r["n"]]
+    assert [r["positive_rate"] for r in filled] == pytest.approx(list(prob_true))
+    assert [r["mean_score"] for r in filled] == pytest.approx(list(prob_pred))
+    assert len(table) == 10 and sum(r["n"] for r in table) == 5000
+    expected = sum(r["n"] / 5000 * abs(r["positive_rate"] - r["mean_score"]) for r in filled)
+    assert ece == pytest.approx(expected)
+    assert ece > calibration(y, s).ece  # the calibrated scores are better calibrated
+    with pytest.raises(MetricInputError, match="probability in \\[0, 1\\]"):
+        calibration([1, 0], [1.5, 0.2])
+
+
+# --------------------------------------------------------------------------------------------
+# regression and ranking
+
+
+def test_regression_metrics_equal_sklearn_and_textbook():
+    rng = np.random.default_rng(4)
+    y = rng.gamma(3, 10, 1000)
+    p = y + rng.normal(2, 5, 1000)
+    seg = pd.DataFrame({"weather": rng.choice(["rain", "sun"], 1000)})
+    rep = regression_metrics(y, p, segments=seg)
+    v = rep.overall.values
+    assert v["mae"] == pytest.approx(mean_absolute_error(y, p))
+    assert v["rmse"] == pytest.approx(root_mean_squared_error(y, p))
+    assert v["bias"] == pytest.approx(np.mean(p - y)) and v["bias"] > 0
+    for q in (50, 90, 99):
+        assert v[f"abs_error_p{q}"] == pytest.approx(np.quantile(np.abs(p - y), q / 100))
+    rain = rep.segment("weather", "rain")
+    m = (seg["weather"] == "rain").to_numpy()
+    assert rain.values["mae"] == pytest.approx(mean_absolute_error(y[m], p[m]))
+    assert regression_metrics([], []).overall.values["mae"] is None
+
+
+def test_ranking_metrics_equal_sklearn():
+    rng = np.random.default_rng(5)
+    q, n_items = 40, 8
+    rel = rng.integers(0, 4, (q, n_items)).astype(float)
+    rel[:, 0] = np.maximum(rel[:, 0], 1)  # every query has a relevant item
+    score = rel + rng.normal(0, 1.5, (q, n_items))
+    df = pd.DataFrame({"query": np.repeat(np.arange(q), n_items), "rel": rel.ravel(), "score": score.ravel()})
+    rep = ranking_metrics(df, "query", "rel", "score", k=5)
+    assert rep.overall.values["ndcg_at_k"] == pytest.approx(ndcg_score(rel, score, k=5))
+    expected_map = np.mean([average_precision_score(rel[i] > 0, score[i]) for i in range(q)])
+    assert rep.overall.values["map"] == pytest.approx(expected_map)
+
+
+def test_ranking_groups_without_relevant_items_are_left_out_with_a_note():
+    df = pd.DataFrame(
+        {"query": ["a", "a", "a", "b", "b", "c"], "rel": [2, 0, 1, 0, 0, 1], "score": [0.2, 0.9, 0.5, 0.3, 0.1, 0.7]}
+    )
+    rep = ranking_metrics(df, "query", "rel", "score", k=10)
+    ndcg_a = ndcg_score([[2, 0, 1]], [[0.2, 0.9, 0.5]], k=10)
+    ap_a = average_precision_score([1, 0, 1], [0.2, 0.9, 0.5])
+    assert rep.overall.values["ndcg_at_k"] == pytest.approx((ndcg_a + 1.0) / 2)
+    assert rep.overall.values["map"] == pytest.approx((ap_a + 1.0) / 2)
+    assert rep.overall.counts["queries_without_relevant"] == 1
+    assert any("no relevant item" in n for n in rep.overall.notes)
+
+
+def test_evaluate_by_day_dispatches_per_task():
+    y, s, _ = _calibrated(400, 6)
+    joined = pd.DataFrame({"ds": ["2024-03-01"] * 200 + ["2024-03-02"] * 200, "label": y, "score": s})
+    per_day = evaluate_by_day(joined, task="binary_classification", score_col="score")
+    assert list(per_day) == ["2024-03-01", "2024-03-02"]
+    assert per_day["2024-03-02"].overall.values["roc_auc"] == pytest.approx(roc_auc_score(y[200:], s[200:]))
+    with pytest.raises(MetricInputError, match="needs prediction_col"):
+        evaluate(joined, task="regression")
+
+
+# --------------------------------------------------------------------------------------------
+# CBPE and concept drift
+
+
+def test_cbpe_estimate_is_close_to_realized_on_calibrated_scores():
+    y, s, _ = _calibrated(100_000, 7)
+    est = cbpe_estimate(s, 0.5)
+    real = classification_metrics(y, s, 0.5).overall.values
+    assert est.status == "estimated" and est.n == 100_000
+    for m in ("accuracy", "precision", "recall", "f1"):
+        assert abs(est.values[m] - real[m]) < 0.02, m
+    rows = compare_estimate(est, real)
+    assert [r["metric"] for r in rows] == ["accuracy", "precision", "recall", "f1"]
+    assert rows[0]["difference"] == pytest.approx(real["accuracy"] - est.values["accuracy"])
+    json.dumps(est.to_dict())
+
+
+def test_cbpe_with_a_calibrator_fitted_on_reference():
+    y_ref, s_ref, _ = _calibrated(50_000, 8)
+    y, s, _ = _calibrated(50_000, 9)
+    raw_ref, raw = np.sqrt(s_ref), np.sqrt(s)  # a model whose scores are not probabilities
+    cal = fit_calibrator(y_ref, raw_ref)
+    naive = cbpe_estimate(raw, 0.5)
+    est = cbpe_estimate(raw, 0.5, calibrator=cal)
+    real = classification_metrics(y, raw, 0.5).overall.values
+    for m in ("accuracy", "precision", "recall", "f1"):
+        assert abs(est.values[m] - real[m]) < 0.02, m
+    assert abs(naive.values["accuracy"] - real["accuracy"]) > 0.05  # without calibration it is off
+    again = type(cal).from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert np.allclose(again.apply(raw[:100]), cal.apply(raw[:100]))
+
+
+def test_regression_is_not_estimated():
+    est = estimate_performance("regression", None)
+    assert est.status == "not_estimated" and est.values == {} and "not estimated" in est.reason
+    finding = concept_drift_check({"mae": 3.0}, est, [])
+    assert finding.status == "not_estimated" and not finding.suspected
+
+
+def test_concept_drift_check_fires_when_labels_follow_a_different_concept():
+    healthy = []
+    for day in range(14):
+        y, s, _ = _calibrated(5000, 100 + day)
+        realized = classification_metrics(y, s).overall.values
+        est = cbpe_estimate(s).values
+        healthy.append({m: realized[m] - est[m] for m in ("accuracy", "precision", "recall", "f1")})
+    stats = healthy_error_stats(healthy)
+    assert stats["accuracy"]["n"] == 14 and abs(stats["accuracy"]["mean"]) < 0.01
+
+    # same inputs, new concept: for a third of the population the outcome flipped
+    y, s, rng = _calibrated(5000, 500)
+    flip = rng.random(5000) < 1 / 3
+    y_new = np.where(flip, 1 - y, y)
+    drifted = concept_drift_check(classification_metrics(y_new, s).overall, cbpe_estimate(s), healthy)
+    assert drifted.status == "suspected" and drifted.suspected
+    acc = next(r for r in drifted.metrics if r["metric"] == "accuracy")
+    assert acc["outside"] and acc["direction"] == "below"
+    assert "suspected concept drift" in drifted.reason and "accuracy" in drifted.reason
+
+    y, s, _ = _calibrated(5000, 501)
+    calm = concept_drift_check(classification_metrics(y, s).overall, cbpe_estimate(s), stats)
+    assert calm.status == "ok" and not calm.suspected
+
+    few = concept_drift_check(classification_metrics(y, s).overall, cbpe_estimate(s), healthy[:3])
+    assert few.status == "inconclusive" and "3 healthy day(s) < 5" in few.reason
+    json.dumps(drifted.to_dict())
+
+
+# --------------------------------------------------------------------------------------------
+# sudden change
+
+
+def test_sudden_change_flags_a_jump_out_of_the_trailing_band():
+    rng = np.random.default_rng(11)
+    days = pd.date_range("2024-03-01", periods=25).strftime("%Y-%m-%d")
+    values = list(0.90 + rng.normal(0, 0.005, 25))
+    values[20] = 0.80  # a sudden drop
+    mature = [True] * 25
+    mature[22] = False
+    flags = {f.ds: f for f in sudden_change(list(zip(days, values, mature)))}
+    drop = flags[days[20]]
+    assert drop.flagged and drop.direction == "down" and drop.status == "flagged"
+    assert drop.n_points == 14 and drop.low > 0.80
+    assert "below its trailing 14-day band" in drop.reason
+    assert flags[days[3]].status == "insufficient_history"
+    assert flags[days[22]].status == "provisional" and not flags[days[22]].flagged
+    # the drop is in the band of later days; with it the band is wide, so no cascade of flags
+    assert [f.ds for f in flags.values() if f.flagged] == [days[20]]
+    # the band was computed from mature days only, on the days before
+    hist = [v for d, v, m in zip(days, values, mature) if days[5] <= d < days[19] and m]
+    f19 = flags[days[19]]
+    assert f19.mean == pytest.approx(np.mean(hist)) and f19.sd == pytest.approx(np.std(hist, ddof=1))
+
+
+def test_sudden_change_accepts_a_dataframe_and_rejects_duplicate_days():
+    df = pd.DataFrame({"ds": ["2024-03-01", "2024-03-02"], "value": [1.0, None]})
+    out = sudden_change(df)
+    assert [f.status for f in out] == ["insufficient_history", "no_value"]
+    with pytest.raises(MetricInputError, match="listed twice: 2024-03-01"):
+        sudden_change([("2024-03-01", 1.0), ("2024-03-01", 2.0)])
+
+
+# --------------------------------------------------------------------------------------------
+# business outcomes
+
+
+def test_share_of_fraudulent_value_caught_hand_computed():
+    rows = pd.DataFrame(
+        {
+            "label": [1, 1, 1, 0, 0, 1],
+            "predicted_label": [1, 0, 1, 1, 0, np.nan],  # the last row's prediction is missing
+            "amount": [100.0, 50.0, 250.0, 999.0, 5.0, 70.0],
+        }
+    )
+    spec = {"name": "fraud_value_caught", "kind": "share_of_value_caught", "value_column": "amount",
+            "threshold": 0.8, "direction": "at_least"}
+    (r,) = business_outcomes(rows, [spec], prediction_col="predicted_label")
+    # caught fraud 100 + 250 of all fraud 100 + 50 + 250 (the row without a prediction left out)
+    assert (r.numerator, r.denominator) == (350.0, 400.0)
+    assert r.value == pytest.approx(0.875) and r.status == "met" and r.met
+    assert r.excluded == 1 and "1 row(s) with a missing" in r.reason
+    # derived from the score when no predicted-label column is given
+    rows["score"] = [0.9, 0.4, 0.7, 0.8, 0.1, 0.2]
+    (r2,) = business_outcomes(rows.drop(columns="predicted_label"), [spec], score_col="score", threshold=0.5)
+    assert (r2.numerator, r2.denominator) == (350.0, 470.0)
+    assert r2.status == "breached" and r2.met is False
+
+
+def test_share_of_late_deliveries_hand_computed():
+    rows = pd.DataFrame({"actual_minutes": [30, 45, 22, 60, 31], "predicted_minutes": [25, 30, 30, 49, 21]})
+    # late by more than 10 minutes: 45-30=15, 60-49=11; 31-21=10 is not more than 10
+    spec = {"name": "late_over_10_min", "kind": "share_late", "minutes": 10, "threshold": 0.1, "direction": "at_most"}
+    (r,) = business_outcomes(rows, [spec], label_col="actual_minutes", prediction_col="predicted_minutes")
+    assert (r.numerator, r.denominator, r.value) == (2.0, 5.0, 0.4)
+    assert r.status == "breached" and "at most 0.1" in r.reason
+    json.dumps(r.to_dict())
+
+
+def test_generic_ratio_form_and_errors():
+    rows = pd.DataFrame({"label": [1, 0, 1, 1], "score": [0.9, 0.6, 0.2, 0.7], "country": ["DE", "DE", "FR", "DE"]})
+    spec = OutcomeSpec(
+        name="de_recall",
+        numerator={"where": ["label == 1 and score >= 0.5", "country == 'DE'"]},
+        denominator={"where": "label == 1 and country == 'DE'"},
+        threshold=0.9,
+        direction="higher_is_better",
+    )
+    (r,) = business_outcomes(rows, [spec], score_col="score")
+    assert (r.numerator, r.denominator, r.value, r.status) == (2.0, 2.0, 1.0, "met")
+    (missing,) = business_outcomes(rows, [{"name": "v", "kind": "share_of_value_caught", "value_column": "amount", "threshold": 0.5}], score_col="score")
+    assert missing.status == "error" and "amount" in missing.reason
+    (empty,) = business_outcomes(rows[rows["label"] == 0], [spec], score_col="score")
+    assert empty.status == "undefined" and empty.value is None
+    with pytest.raises(OutcomeSpecError, match="late"):
+        business_outcomes(rows, [{"name": "late", "numerator": {"where": "label >> 2"}, "denominator": {}}])
+    with pytest.raises(OutcomeSpecError, match="needs value_column"):
+        business_outcomes(rows, [{"name": "x", "kind": "share_of_value_caught"}])
