@@ -92,8 +92,13 @@ def engine_for(url: str):
 
 
 def read_partition(spec: ModelSpec, ds: str, resolver: UrlResolver | None = None) -> Partition:
+    """The day's predictions (the spec's main source)."""
+    return _normalize(spec, read_day(spec, spec.source, ds, resolver))
+
+
+def read_day(spec: ModelSpec, src, ds: str, resolver: UrlResolver | None = None) -> Partition:
+    """One day of any source of the spec (predictions, labels)."""
     date.fromisoformat(ds)  # a malformed ds must never reach a path or a query
-    src = spec.source
     if isinstance(src, FileSource):
         part = _read_file(spec.resolve_path(src.path, ds), src.resolved_format)
     elif isinstance(src, SqlTableSource):
@@ -102,7 +107,7 @@ def read_partition(spec: ModelSpec, ds: str, resolver: UrlResolver | None = None
         part = _read_sql_query(spec, src, ds, resolver)
     else:  # pragma: no cover - the spec's union is closed
         raise TypeError(type(src))
-    return _normalize(spec, part)
+    return part
 
 
 def read_file(path: Path, fmt: str | None = None) -> Partition:

@@ -114,6 +114,55 @@ def monitor_dag(spec: specmod.ModelSpec) -> DAG:
     return dag
 
 
+LABELS_DOC = """\
+### Watchkeeper labels: `{name}`
+
+Ground truth arrives late ({delay} days at most). Every day, for the logical date `ds`:
+
+1. **ingest_labels** validates the labels that arrived on `ds` (unknown ids, duplicates,
+   conflicts — the latest arrival wins —, labels from the future, missing or mistyped columns are
+   counted and reported; the valid rows are kept) and merges them into the label history;
+2. **restate_quality** joins the history, as known on `ds`, to the predictions of the last
+   {delay} days and recomputes quality for every prediction-day of that window: metrics overall and
+   per segment, label coverage and lag, maturity (coverage ≥ {maturity}), the estimate from the
+   scores, suspected concept drift, business outcomes. Model-quality SLIs stay provisional until a
+   day matures; budgets are re-evaluated.
+
+Re-running a day, or running days out of order, leaves the same store.
+"""
+
+
+def labels_dag(spec: specmod.ModelSpec) -> DAG:
+    name = spec.name
+    with DAG(
+        dag_id=f"{name}_labels",
+        description=f"Daily late-label join and quality restatement for model {name}",
+        schedule="@daily",
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_default_args(spec),
+        tags=["watchkeeper", "labels", f"model:{name}", spec.task],
+        doc_md=LABELS_DOC.format(name=name, delay=spec.labels.max_delay_days,
+                                 maturity=spec.labels.maturity_coverage),
+    ) as dag:
+
+        @task(task_id="ingest_labels", multiple_outputs=False)
+        def ingest_labels(ds=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.ingest_labels(name, ds)
+
+        @task(task_id="restate_quality", multiple_outputs=False)
+        def restate_quality(ingested: dict, ds=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.restate_quality(name, ds)
+
+        restate_quality(ingest_labels())
+    return dag
+
+
 DEPLOY_DOC = """\
 ### Model deployment: `{name}` (example)
 
@@ -185,7 +234,10 @@ def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
     specs, _errors = specmod.load_all(models_dir)
     dags: dict[str, DAG] = {}
     for s in specs:
-        for d in (monitor_dag(s), deploy_dag(s)):
+        built = [monitor_dag(s), deploy_dag(s)]
+        if s.labels is not None:
+            built.append(labels_dag(s))
+        for d in built:
             dags[d.dag_id] = d
     return dags
 

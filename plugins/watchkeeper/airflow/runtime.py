@@ -49,3 +49,15 @@ def record_deployment(model: str, ds: str, version: str, run_id: str | None) -> 
     payload = {"version": version, "run_id": run_id, "deployed_at": now_utc().isoformat()}
     w = _store().record_event(model, "deployment", version, ds, payload, created_by="airflow")
     return {"model": model, "version": version, "ds": ds, "recorded": w.inserted}
+
+
+def ingest_labels(model: str, ds: str) -> dict:
+    from watchkeeper import label_pipeline
+
+    return label_pipeline.ingest(get_spec(model), ds, resolver=conn_url)
+
+
+def restate_quality(model: str, ds: str) -> dict:
+    from watchkeeper import label_pipeline
+
+    return label_pipeline.restate(get_spec(model), ds, _store(), resolver=conn_url)
