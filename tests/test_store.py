@@ -37,7 +37,7 @@ from watchkeeper.store import (
 
 WK_TABLES = {
     "wk_partition", "wk_stage_result", "wk_expectation_result", "wk_sli_value", "wk_metric",
-    "wk_event", "wk_run",
+    "wk_event", "wk_run", "wk_outbox",
 }
 D1, D2, D3, D4 = "2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"
 CET = timezone(timedelta(hours=1))

@@ -204,6 +204,127 @@ def cmd_status(args) -> int:
     return 0
 
 
+# ----- alerts and silences --------------------------------------------------------------------
+
+
+def cmd_silence(args) -> int:
+    from watchkeeper import alerts
+    from watchkeeper.spec import get_spec
+
+    spec = get_spec(args.model)
+    try:
+        s = alerts.add_silence(_store(), spec, until=args.until, reason=args.reason,
+                               kind=args.kind, subject=args.subject, by=args.by)
+    except alerts.AlertError as err:
+        raise CliError(str(err)) from None
+    print(f"silence stored for {spec.name}: {s.describe()} "
+          f"(expires {s.expires_at.isoformat()}, id {s.id})")
+    return 0
+
+
+def cmd_alerts(args) -> int:
+    from watchkeeper import alerts
+    from watchkeeper.spec import get_spec, load_all
+
+    store = _store()
+    try:
+        if args.alerts_command == "deliver":
+            names = [args.model] if args.model else [s.name for s in load_all()[0]]
+            out = [alerts.deliver(store, get_spec(n), resend_failed=args.resend_failed,
+                                  echo=None if args.json else print) for n in names]
+            if args.json:
+                _print_json([r.to_dict() for r in out])
+            else:
+                for r in out:
+                    print(r.summary())
+                    for f in r.failed:
+                        print(f"  FAILED {f['dedupe_key']}: {f['reason']}")
+                    for f in r.retry_later:
+                        print(f"  retry later {f['dedupe_key']}: {f['reason']}")
+            return 1 if any(r.failed for r in out) else 0
+        if args.alerts_command == "resend":
+            keys = alerts.requeue_failed(store, args.model, args.key or None)
+            print(f"{len(keys)} failed alert(s) of {args.model} queued again; "
+                  "`watchkeeper alerts deliver` sends them")
+            return 0
+        spec = get_spec(args.model)
+        rows = alerts.list_alerts(store, spec.name, statuses=args.status, limit=args.limit)
+        active = alerts.silences(store, spec.name, active_at=alerts._now())
+        if args.json:
+            _print_json({"model": spec.name, "silences": [s.to_dict() for s in active],
+                         "alerts": rows,
+                         "problems": alerts.delivery_problems(store, spec.name)})
+            return 0
+        for s in active:
+            print(f"SILENCE {s.describe()}")
+        if not rows:
+            print(f"{spec.name}: no alerts" + (f" with status {', '.join(args.status)}"
+                                               if args.status else ""))
+        for r in rows:
+            extra = r["last_error"] or r["note"] or ""
+            print(f"{r['ds']}  {r['severity']:<6} {r['status']:<9} {r['kind']:<18} "
+                  f"{r['subject'][:28]:<28} {r['channel'] or '-':<16} x{r['attempts']}"
+                  + (f"  {extra}" if extra else ""))
+        return 0
+    except alerts.AlertError as err:
+        raise CliError(str(err)) from None
+
+
+# ----- reports and triage ---------------------------------------------------------------------
+
+
+def cmd_report(args) -> int:
+    from watchkeeper import paths, reports
+    from watchkeeper.spec import get_spec, load_all
+
+    if args.model:
+        specs = [get_spec(m) for m in args.model]
+    else:
+        specs, errors = load_all()
+        for e in errors:
+            print(f"skipping invalid spec: {e}", file=sys.stderr)
+    try:
+        b = reports.build_site(_store(), specs, days=args.ds or None)
+    except reports.ReportError as err:
+        raise CliError(str(err)) from None
+    print(f"site rebuilt in {b.seconds:.1f} s: {len(b.model_pages)} model page(s), "
+          f"{len(b.day_pages)} day page(s), {len(b.triage_pages)} triage page(s)"
+          + (f", {len(b.pruned)} old file(s) pruned" if b.pruned else ""))
+    for problem in b.problems:
+        print(f"  problem: {problem}")
+    print(f"open {paths.reports_dir() / 'index.html'}")
+    return 1 if b.problems else 0
+
+
+def cmd_triage(args) -> int:
+    from watchkeeper import reports
+    from watchkeeper.spec import get_spec
+
+    spec = get_spec(args.model)
+    try:
+        t = reports.triage(spec, args.ds, _store())
+    except (reports.TriageUnavailable, reports.ReportError) as err:
+        raise CliError(str(err)) from None
+    if args.json:
+        _print_json(t.result.to_json())
+        return 0
+    r = t.result
+    print(f"triage {r.model} {r.ds}")
+    print(f"1. timing: {r.onset.text}")
+    print(f"2. predictions: {r.predictions.get('text')}")
+    print("3. features, worst first:")
+    for f in r.features[:8]:
+        print(f"   {f.score:10.4g}  {f.text}")
+    print("4. segments, worst first:")
+    for s in r.segments[:5]:
+        print(f"   {s.impact:10.4g}  {s.text}")
+    print(f"5. infrastructure: {r.infrastructure.get('text')}")
+    for n in r.notes:
+        print(f"   note: {n}")
+    print(f"page: {t.path}")
+    return 0
+
+
 # ----- demo and runs --------------------------------------------------------------------------
 
 
@@ -279,6 +400,45 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--to", help="last day (default: --ds)")
     c.add_argument("--dag", action="append", choices=["monitor"], help="which DAGs (default all)")
     c.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("report", help="rebuild the reviewers' static site (WATCHKEEPER_HOME/reports)")
+    c.add_argument("--model", action="append", help="only this model (repeatable; default all)")
+    c.add_argument("--ds", action="append", help="only this day's page (repeatable; default all)")
+    c.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("triage", help="the incident checklist for a model and day (writes triage.html)")
+    c.add_argument("model")
+    c.add_argument("--ds", required=True, help="the day, YYYY-MM-DD")
+    c.add_argument("--json", action="store_true", help="print the answers as JSON")
+    c.set_defaults(func=cmd_triage)
+
+    c = sub.add_parser("silence", help="silence a model's alerts until a day (recorded, shown, not sent)")
+    c.add_argument("model")
+    c.add_argument("--kind", help="only this alert kind (e.g. drift, budget_burn); default all")
+    c.add_argument("--subject", help="only this subject (a feature set, an SLO name, a stage)")
+    c.add_argument("--until", required=True, help="last silenced day, YYYY-MM-DD (inclusive)")
+    c.add_argument("--reason", required=True, help="why: a maintenance window, a known issue")
+    c.add_argument("--by", help="who silences (default: the OS user)")
+    c.set_defaults(func=cmd_silence)
+
+    c = sub.add_parser("alerts", help="the Slack alert outbox: deliver, list, resend")
+    alerts_sub = c.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    a = alerts_sub.add_parser("deliver", help="send pending alerts (Slack, or console + outbox file)")
+    a.add_argument("model", nargs="?", help="one model (default: all)")
+    a.add_argument("--resend-failed", action="store_true",
+                   help="first put permanently failed alerts back in the queue")
+    a.add_argument("--json", action="store_true")
+    a = alerts_sub.add_parser("list", help="a model's alerts, newest first, and active silences")
+    a.add_argument("model")
+    a.add_argument("--status", action="append",
+                   choices=["pending", "sending", "sent", "failed", "silenced", "digest",
+                            "digested"])
+    a.add_argument("--limit", type=int, default=50)
+    a.add_argument("--json", action="store_true")
+    a = alerts_sub.add_parser("resend", help="queue permanently failed alerts again")
+    a.add_argument("model")
+    a.add_argument("--key", action="append", help="only this dedupe key (repeatable)")
+    c.set_defaults(func=cmd_alerts)
     return p
 
 

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -64,6 +64,7 @@ from sqlalchemy import (
     select,
     text,
     union,
+    update,
 )
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.types import TypeDecorator
@@ -73,12 +74,16 @@ from watchkeeper import paths
 __all__ = [
     "HEAD_REVISION",
     "MIGRATIONS_DIR",
+    "OUTBOX_STATUSES",
     "PARTITION_STATUSES",
     "VERSION_TABLE",
     "Event",
     "EventWrite",
     "ExpectationRecord",
     "MetricRecord",
+    "OutboxIndexRow",
+    "OutboxRecord",
+    "OutboxWrite",
     "PartitionRecord",
     "RunRecord",
     "SliRecord",
@@ -90,6 +95,7 @@ __all__ = [
     "StoreValueError",
     "StoredExpectation",
     "StoredMetric",
+    "StoredOutbox",
     "StoredPartition",
     "StoredRun",
     "StoredSli",
@@ -104,10 +110,15 @@ __all__ = [
 # The newest migration in migrations/versions. Kept as a constant so that opening an up-to-date
 # store is one query and never imports Alembic (the `watchkeeper gate` CLI must start fast); a
 # test checks it against Alembic's own view of the scripts.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 VERSION_TABLE = "watchkeeper_alembic_version"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 PARTITION_STATUSES = ("ok", "late", "missing", "unreadable", "empty")
+# Life of an alert in wk_outbox (see OutboxRecord): pending -> sending -> sent | failed | pending;
+# silenced and digest are decided when enqueued (or, for silences, before sending); digest rows
+# become digested once rolled up into one digest message.
+OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "silenced", "digest", "digested")
+ALERT_SEVERITIES = ("info", "ticket", "page")
 
 # Key for pg_advisory_xact_lock around migrations: first use by several processes at once (DAG
 # tasks starting together) must not race on CREATE TABLE. Any fixed 64-bit value unlikely to be
@@ -532,6 +543,100 @@ class StoredRun(RunRecord):
     _kinds: ClassVar[dict[str, str]] = {**RunRecord._kinds, "updated_at": "dt"}
 
 
+@dataclass(frozen=True, kw_only=True)
+class OutboxRecord(_Record):
+    """One alert message to deliver, keyed by (model, kind, subject, ds) for deduplication.
+
+    Written in the same transaction as the finding that caused it (`enqueue_outbox(conn=...)`),
+    so a finding never exists without its alert, nor an alert without its finding. `thread_key`
+    names the ongoing incident the message belongs to (updates thread under its first message;
+    `closes_thread` marks the message that ends it). `text` is the plain fallback, `blocks` the
+    Block Kit layout, `facts` the key numbers (for `watchkeeper alerts list` and reports).
+    """
+
+    model: str
+    ds: str
+    kind: str
+    subject: str
+    dedupe_key: str
+    thread_key: str
+    severity: str  # one of ALERT_SEVERITIES
+    text: str
+    blocks: list[Any] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    channel: str | None = None
+    closes_thread: bool = False
+    status: str = "pending"  # one of OUTBOX_STATUSES
+    note: str | None = None
+
+    _kinds: ClassVar[dict[str, str]] = {
+        "model": "key", "ds": "ds", "kind": "key", "subject": "key", "dedupe_key": "key",
+        "thread_key": "key", "severity": "key", "text": "text", "blocks": "json",
+        "facts": "json_obj", "channel": "opt_text", "closes_thread": "bool", "status": "key",
+        "note": "opt_text",
+    }
+    _label_fields: ClassVar[tuple[str, ...]] = ("model", "kind", "subject", "ds")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.severity not in ALERT_SEVERITIES:
+            raise _bad(f"{self._label()}.severity", f"one of {', '.join(ALERT_SEVERITIES)}",
+                       self.severity)
+        if self.status not in OUTBOX_STATUSES:
+            raise _bad(f"{self._label()}.status", f"one of {', '.join(OUTBOX_STATUSES)}",
+                       self.status)
+        if not isinstance(self.blocks, list):
+            raise _bad(f"{self._label()}.blocks", "a list of Block Kit blocks", self.blocks)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredOutbox(OutboxRecord):
+    """An outbox row with its delivery state: attempts, the last error (secrets masked by the
+    sender), how and where it went (`delivered_via`, Slack channel id and message ts)."""
+
+    attempts: int
+    last_error: str | None = None
+    delivered_via: str | None = None
+    slack_channel: str | None = None
+    slack_ts: str | None = None
+    digest_key: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    claimed_at: datetime | None = None
+    sent_at: datetime | None = None
+
+    _kinds: ClassVar[dict[str, str]] = {
+        **OutboxRecord._kinds, "attempts": "int", "last_error": "opt_text",
+        "delivered_via": "opt_text", "slack_channel": "opt_text", "slack_ts": "opt_text",
+        "digest_key": "opt_text", "created_at": "dt", "updated_at": "dt", "claimed_at": "opt_dt",
+        "sent_at": "opt_dt",
+    }
+
+
+class OutboxIndexRow(NamedTuple):
+    """The light columns of an outbox row (`Store.outbox_index`)."""
+
+    dedupe_key: str
+    ds: str
+    kind: str
+    subject: str
+    thread_key: str
+    severity: str
+    status: str
+    closes_thread: bool
+    delivered_via: str | None
+    slack_channel: str | None
+    slack_ts: str | None
+
+
+class OutboxWrite(NamedTuple):
+    """Result of `enqueue_outbox` per record: the stored row and whether this call inserted it
+    (False: the same (model, kind, subject, ds) was already there; the first write wins)."""
+
+    row: StoredOutbox
+    inserted: bool
+
+
 # --------------------------------------------------------------------------------------------
 # Tables. Must match migrations/versions (a test runs Alembic's compare_metadata on both).
 # --------------------------------------------------------------------------------------------
@@ -654,6 +759,34 @@ wk_run = Table(
     PrimaryKeyConstraint("model", "ds", "dag_id", "task_id", name="pk_wk_run"),
 )
 
+wk_outbox = Table(
+    "wk_outbox", metadata,
+    *_keys("dedupe_key", "model", "ds", "kind", "subject", "thread_key", "severity"),
+    Column("channel", Text),
+    Column("text", Text, nullable=False),
+    Column("blocks", JSON, nullable=False),
+    Column("facts", JSON, nullable=False),
+    Column("closes_thread", Boolean, nullable=False, server_default=false()),
+    Column("status", Text, nullable=False),
+    Column("note", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("delivered_via", Text),
+    Column("slack_channel", Text),
+    Column("slack_ts", Text),
+    Column("digest_key", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("claimed_at", UTCDateTime),
+    Column("sent_at", UTCDateTime),
+    PrimaryKeyConstraint("dedupe_key", name="pk_wk_outbox"),
+    UniqueConstraint("model", "kind", "subject", "ds", name="uq_wk_outbox_key"),
+    Index("ix_wk_outbox_model_status", "model", "status"),
+    Index("ix_wk_outbox_model_thread", "model", "thread_key"),
+)
+
+# The outbox is delivery state, not a finding: it stays out of dump() (whose equality proves
+# that re-runs change no finding) and out of models().
 # dump() order and per-table sort keys (the event's surrogate id is not stable across re-runs:
 # PostgreSQL consumes a sequence value even for an ignored duplicate).
 _DUMP_TABLES: tuple[tuple[Table, tuple[str, ...]], ...] = (
@@ -1335,6 +1468,149 @@ class Store:
                     q = q.where(table.c.model == model)
                 out[table.name] = [dict(r._mapping) for r in c.execute(q)]
         return out
+
+    # -- alerts outbox (watchkeeper.alerts) -------------------------------------------------
+
+    def enqueue_outbox(
+        self, records: list[OutboxRecord], conn: Connection | None = None
+    ) -> list[OutboxWrite]:
+        """Insert each record unless its dedupe_key or its (model, kind, subject, ds) exists.
+
+        The first write wins: a retried, cleared or re-run day enqueues nothing new and leaves
+        the delivery state of the existing row alone. Pass the finding's `conn` so the alert
+        commits (or rolls back) together with the finding.
+        """
+        where = "enqueue_outbox"
+        _unique_keys(records, OutboxRecord, ("model", "kind", "subject", "ds"), where)
+        _unique_keys(records, OutboxRecord, "dedupe_key", where)
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        t = wk_outbox
+        now = _now()
+        out: list[OutboxWrite] = []
+        with self._write(conn, f"writing wk_outbox ({len(records)} alerts)") as c:
+            for i, rec in enumerate(records):
+                row = {k: getattr(rec, k) for k in _fields_of(OutboxRecord)}
+                # created_at orders delivery within a day; one microsecond apart keeps the
+                # caller's order (a thread's first message before its update) on both backends.
+                created = now + timedelta(microseconds=i)
+                row.update(attempts=0, created_at=created, updated_at=created)
+                # No conflict target: either unique key (dedupe_key or the tuple) means "exists".
+                # RETURNING, not rowcount (see record_event).
+                stmt = (insert(t).values(**row).on_conflict_do_nothing()
+                        .returning(t.c.dedupe_key))
+                inserted = c.execute(stmt).first() is not None
+                stored = c.execute(select(t).where(t.c.dedupe_key == rec.dedupe_key)).first()
+                if stored is None:  # the tuple exists under another key (a changed key format)
+                    stored = c.execute(select(t).where(
+                        t.c.model == rec.model, t.c.kind == rec.kind,
+                        t.c.subject == rec.subject, t.c.ds == rec.ds,
+                    )).one()
+                out.append(OutboxWrite(StoredOutbox(**stored._mapping), inserted))
+        return out
+
+    def outbox(
+        self,
+        model: str | None = None,
+        *,
+        statuses: str | Iterable[str] | None = None,
+        kinds: str | Iterable[str] | None = None,
+        thread_key: str | None = None,
+        keys: Iterable[str] | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        conn: Connection | None = None,
+    ) -> list[StoredOutbox]:
+        """Outbox rows, optionally filtered, in delivery order (day, then as enqueued)."""
+        t = wk_outbox
+        q = select(t).where(*_ds_range(t, since, until, "outbox"))
+        if model is not None:
+            q = q.where(t.c.model == model)
+        if (names := _as_list(statuses)) is not None:
+            q = q.where(t.c.status.in_(names))
+        if (names := _as_list(kinds)) is not None:
+            q = q.where(t.c.kind.in_(names))
+        if thread_key is not None:
+            q = q.where(t.c.thread_key == thread_key)
+        if keys is not None:
+            q = q.where(t.c.dedupe_key.in_(_as_list(keys)))
+        q = q.order_by(t.c.ds, t.c.created_at, t.c.dedupe_key)
+        action = f"reading wk_outbox model={model}"
+        if conn is not None:
+            with self._errors(action):
+                rows = conn.execute(q).all()
+        else:
+            with self._read(action) as c:
+                rows = c.execute(q).all()
+        return [StoredOutbox(**r._mapping) for r in rows]
+
+    def outbox_index(
+        self,
+        model: str,
+        *,
+        thread_key: str | None = None,
+        until: str | None = None,
+    ) -> list[OutboxIndexRow]:
+        """The light columns of the model's outbox rows (no text, blocks or facts), in delivery
+        order: what threading and open-incident tracking need, cheap to read every time."""
+        t = wk_outbox
+        q = (select(*(t.c[name] for name in OutboxIndexRow._fields))
+             .where(t.c.model == model, *_ds_range(t, None, until, "outbox_index")))
+        if thread_key is not None:
+            q = q.where(t.c.thread_key == thread_key)
+        q = q.order_by(t.c.ds, t.c.created_at, t.c.dedupe_key)
+        with self._read(f"reading wk_outbox index model={model}") as c:
+            return [OutboxIndexRow(*r) for r in c.execute(q).all()]
+
+    _OUTBOX_CHANGES: ClassVar[dict[str, str]] = {
+        "channel": "opt_text", "note": "opt_text", "last_error": "opt_text",
+        "delivered_via": "opt_text", "slack_channel": "opt_text", "slack_ts": "opt_text",
+        "digest_key": "opt_text", "claimed_at": "opt_dt", "sent_at": "opt_dt",
+    }
+
+    def transition_outbox(
+        self,
+        keys: str | Iterable[str],
+        from_statuses: str | Iterable[str],
+        to_status: str,
+        *,
+        add_attempts: int = 0,
+        claimed_before: datetime | None = None,
+        conn: Connection | None = None,
+        **changes: Any,
+    ) -> list[str]:
+        """Compare-and-set: move those rows of `keys` (dedupe keys) whose status is one of
+        `from_statuses` (and, with `claimed_before`, whose claim is older) to `to_status`,
+        applying `changes` and adding `add_attempts`.
+
+        Returns the keys that moved, sorted. Two deliverers racing for a row cannot both claim
+        it: only one UPDATE still finds it 'pending'.
+        """
+        key_list = _as_list(keys) or []
+        froms = _as_list(from_statuses) or []
+        where = f"transition_outbox({key_list[:3]}, {froms} -> {to_status!r})"
+        for status in [*froms, to_status]:
+            if status not in OUTBOX_STATUSES:
+                raise _bad(f"{where}: status", f"one of {', '.join(OUTBOX_STATUSES)}", status)
+        unknown = sorted(set(changes) - set(self._OUTBOX_CHANGES))
+        if unknown:
+            raise StoreValueError(f"{where}: cannot change field(s) {unknown}; allowed: "
+                                  f"{sorted(self._OUTBOX_CHANGES)}")
+        values = {name: _coerce(self._OUTBOX_CHANGES[name], value, f"{where}.{name}")
+                  for name, value in changes.items()}
+        if not key_list:
+            return []
+        t = wk_outbox
+        stmt = update(t).where(t.c.dedupe_key.in_(key_list), t.c.status.in_(froms))
+        if claimed_before is not None:
+            cutoff = _coerce("dt", claimed_before, f"{where}.claimed_before")
+            stmt = stmt.where(t.c.claimed_at < cutoff)
+        stmt = stmt.values(status=to_status, updated_at=_now(),
+                           attempts=t.c.attempts + int(add_attempts), **values)
+        with self._write(conn, f"updating wk_outbox {where}") as c:
+            return sorted(c.execute(stmt.returning(t.c.dedupe_key)).scalars())
 
 
 def _now() -> datetime:

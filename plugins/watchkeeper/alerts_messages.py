@@ -1,0 +1,892 @@
+"""What a day produced -> the Slack messages it deserves. Pure: no database, no network.
+
+`build_alerts(spec, ds, findings, open_incidents)` turns one day's findings into `Alert`s: one
+message per distinct event, each with a dedupe key (model, kind, subject, ds), the thread of the
+ongoing incident it belongs to, a severity routed to a channel of the spec, a plain-text fallback
+and Block Kit blocks (header with severity and model; one sentence for the person on call; the key
+numbers against their thresholds and since when; links to the day's and the model's report pages;
+the triage checklist items that fit the finding). Values of pii columns never appear.
+
+`DayFindings` fields default to None, meaning "not evaluated today". That is deliberate: a kind
+that was not evaluated must not "recover" the incidents it has open (the labels DAG knows nothing
+about drift), so only an evaluated, clean kind closes its threads. An empty list means "evaluated,
+nothing found".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+from watchkeeper import paths
+from watchkeeper.spec import ModelSpec
+
+ALERT_KINDS = (
+    "expectation_failed", "drift", "skew", "prediction_anomaly", "concept_drift",
+    "quality_below_slo", "budget_burn", "gate_closed", "gate_reopened", "override", "freshness",
+    "recovery", "digest",
+)
+SEVERITIES = ("info", "ticket", "page")
+Severity = Literal["info", "ticket", "page"]
+# Kinds that open an incident thread which a later clean day closes with a recovery message.
+# gate_closed is closed by gate_reopened (a transition), override and digest are one-offs.
+RECOVERABLE = (
+    "expectation_failed", "drift", "skew", "prediction_anomaly", "concept_drift",
+    "quality_below_slo", "budget_burn", "freshness",
+)
+STAGES = ("ingestion", "features")
+
+# Slack limits (Block Kit reference): header text 150, section text 3000, 10 fields of 2000.
+_HEADER_MAX, _SECTION_MAX, _FIELD_MAX, _FIELDS_MAX = 150, 3000, 2000, 10
+_TOP_N = 5  # features/segments/expectations shown by name; the rest are counted
+
+
+class AlertInputError(ValueError):
+    """A finding handed to build_alerts is malformed; the message names the field and reason."""
+
+
+# --------------------------------------------------------------------------------------------
+# Findings: what a day produced (callers fill what exists)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpectationFinding:
+    """One expectation result of a stage. Passing results may be included; they are ignored."""
+
+    stage: str
+    expectation: str
+    column: str | None = None
+    success: bool = False
+    observed: Any = None
+    unexpected_share: float | None = None
+    unexpected_count: int | None = None
+    expected: str | None = None  # the bound in words, e.g. "at most 1% null"
+
+
+@dataclass(frozen=True)
+class DriftFinding:
+    """One drift or skew comparison (a feature, optionally within a segment)."""
+
+    feature: str
+    drifted: bool
+    score: float | None = None
+    threshold: float | None = None
+    method: str | None = None
+    segment: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class PredictionFinding:
+    """One prediction monitor (positive rate, score distribution, diversity, stagnation...)."""
+
+    monitor: str
+    alert: bool
+    value: float | None = None
+    baseline: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ConceptDriftFinding:
+    suspected: bool
+    message: str = ""
+    evidence: Mapping[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QualityFinding:
+    """A model-quality metric (or quality SLO) against its objective, on matured labels."""
+
+    name: str
+    value: float | None
+    threshold: float | None
+    below: bool
+    mature: bool = True
+    direction: Literal["at_least", "at_most"] = "at_least"
+    coverage: float | None = None
+
+
+@dataclass(frozen=True)
+class BudgetFinding:
+    """An error-budget snapshot: the alert level ('page'/'ticket'/None) and the burn rates."""
+
+    slo: str
+    alert: Literal["page", "ticket"] | None
+    budget_remaining: float | None = None
+    burn_1d: float | None = None
+    burn_3d: float | None = None
+    burn_7d: float | None = None
+    objective: float | None = None
+    window_days: int | None = None
+
+
+@dataclass(frozen=True)
+class GateTransition:
+    """The gate of one scope, before and now ('open' / 'closed' / 'inconclusive')."""
+
+    scope: str
+    previous: str | None
+    now: str
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OverrideFinding:
+    """A break-glass override (alerted once: keyed by its creation time, not the run's day)."""
+
+    scope: str
+    reason: str
+    created_by: str
+    created_at: str  # ISO datetime
+    expires_at: str  # ISO datetime
+
+
+@dataclass(frozen=True)
+class FreshnessFinding:
+    """The day's partition: ok / late / missing / unreadable / empty, with the loader's message."""
+
+    status: str
+    message: str = ""
+    lateness_hours: float | None = None
+
+
+@dataclass(frozen=True)
+class DayFindings:
+    """What one day produced. None = not evaluated today (never recovers open incidents)."""
+
+    expectations: Sequence[ExpectationFinding] | None = None
+    stages_checked: Sequence[str] | None = None  # default: both stages when expectations given
+    drift: Sequence[DriftFinding] | None = None
+    skew: Sequence[DriftFinding] | None = None
+    predictions: Sequence[PredictionFinding] | None = None
+    concept_drift: ConceptDriftFinding | None = None
+    quality: Sequence[QualityFinding] | None = None
+    budgets: Sequence[BudgetFinding] | None = None
+    gate: Sequence[GateTransition] | None = None
+    overrides: Sequence[OverrideFinding] | None = None
+    freshness: FreshnessFinding | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# The alert
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One distinct Slack message. `dedupe_key` = f"{model}:{kind}:{subject}:{ds}"."""
+
+    model: str
+    kind: str
+    subject: str
+    ds: str
+    severity: Severity
+    dedupe_key: str
+    thread_key: str
+    text: str
+    blocks: list[dict[str, Any]]
+    channel: str | None
+    closes_thread: bool = False
+    facts: dict[str, Any] = field(default_factory=dict)
+    backfill: bool = False
+    horizon_days: int = 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def dedupe_key(model: str, kind: str, subject: str, ds: str) -> str:
+    return f"{model}:{kind}:{subject}:{ds}"
+
+
+def thread_key(model: str, kind: str, subject: str) -> str:
+    return f"{model}:{kind}:{subject}"
+
+
+def split_thread_key(key: str) -> tuple[str, str, str]:
+    """(model, kind, subject) of a thread key. Model names and kinds hold no ':'."""
+    parts = key.split(":", 2)
+    if len(parts) != 3 or not all(parts[:2]):
+        raise AlertInputError(f"open incident {key!r}: expected 'model:kind:subject'")
+    return parts[0], parts[1], parts[2]
+
+
+def channel_for(spec: ModelSpec, severity: str) -> str | None:
+    """The spec's route for `severity`; else the nearest more severe route (a ticket with only a
+    page channel still reaches someone), else the nearest less severe one (a page must never be
+    dropped for want of a page channel); None when the spec routes nothing."""
+    routes = {r.severity: r.channel for r in spec.alerts.routes}
+    rank = SEVERITIES.index(severity)
+    for sev in (*SEVERITIES[rank:], *reversed(SEVERITIES[:rank])):
+        if sev in routes:
+            return routes[sev]
+    return None
+
+
+def default_reports_url() -> str:
+    """Where report links point: WATCHKEEPER_REPORTS_URL (e.g. the Airflow plugin's /reports
+    mount), else the local reports folder as a file:// URL (the embedded demo)."""
+    env = os.environ.get("WATCHKEEPER_REPORTS_URL", "").strip()
+    return env.rstrip("/") if env else paths.reports_dir().as_uri()
+
+
+def is_backfill(ds: str, newest_ds: str | None, horizon_days: int) -> bool:
+    """A day older than `horizon_days` behind the newest processed day does not page."""
+    if not newest_ds:
+        return False
+    return date.fromisoformat(ds) < date.fromisoformat(newest_ds) - timedelta(days=horizon_days)
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _num(x: Any) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return str(x).lower()
+    if isinstance(x, (int, float)):
+        f = float(x)
+        if math.isnan(f):
+            return "n/a"
+        if math.isinf(f):
+            return "∞" if f > 0 else "-∞"
+        if f == int(f) and abs(f) < 1e6:
+            return f"{int(f):,}"
+        if abs(f) >= 100:
+            return f"{f:,.0f}"
+        if abs(f) >= 1:
+            return f"{f:.2f}"
+        return f"{f:.3g}"
+    text = str(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1%}"
+
+
+def _esc(text: str) -> str:
+    """Slack mrkdwn control characters (the only three Slack asks to escape)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _segment_text(segment: Mapping[str, Any] | None, pii: frozenset[str]) -> str:
+    if not segment:
+        return ""
+    return ", ".join(f"{k}={'<pii hidden>' if k in pii else _num(v)}" for k, v in segment.items())
+
+
+def _days_between(since: str, ds: str) -> int:
+    return (date.fromisoformat(ds) - date.fromisoformat(since)).days + 1
+
+
+# --------------------------------------------------------------------------------------------
+# Drafts: one per alert, rendered to text + blocks in one place
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Draft:
+    kind: str
+    subject: str
+    severity: Severity
+    title: str
+    sentence: str
+    numbers: list[tuple[str, str]] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)  # (label, url)
+    steps: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    ds: str | None = None  # overrides the run's ds (overrides are keyed by their own day)
+    thread: str | None = None  # thread key when not f"{model}:{kind}:{subject}"
+    closes_thread: bool = False
+    own_thread: bool = False  # a one-off message: its thread is itself
+
+
+# Next steps: the triage checklist items that fit each kind of finding.
+NEXT_STEPS: dict[str, list[str]] = {
+    "expectation_failed": [
+        "Open the validation page of the stage: which expectations failed, on which columns, by how much.",
+        "Check the upstream job and source for the day: schema changes, unit changes, partial loads.",
+        "If the data is wrong, ask the producer to fix and re-deliver, then clear the day's monitor run.",
+        "If the expectation is outdated, change the suite in a reviewed PR (not in the incident).",
+    ],
+    "drift": [
+        "Compare the drifted features with the recent window in the day's drift report.",
+        "Look at the segments listed: a single segment points at an upstream change, all segments at a real shift.",
+        "Check for pipeline changes (units, encodings, new categories) before blaming the world.",
+        "If the shift is real and lasting, plan a retrain and watch model quality as labels arrive.",
+    ],
+    "skew": [
+        "Compare the skewed features with the training set in the day's skew report.",
+        "Check that serving computes features exactly like training did (same code, units, defaults).",
+        "If the population moved since training, plan a retrain on recent data.",
+    ],
+    "prediction_anomaly": [
+        "Look at the prediction distribution in the day's report: score shift, positive rate, diversity.",
+        "Check the inputs first (data checks and drift of the same day), then the deployed model version.",
+        "If a new model version went out, consider rolling back while investigating.",
+    ],
+    "concept_drift": [
+        "Compare the model's estimate with realised quality as labels mature: a calm estimate and falling quality is the signature.",
+        "Review the segments where errors grew; ask the domain team whether behaviour changed.",
+        "Plan a retrain on recent labelled data; do not ship new versions trained on the old concept.",
+    ],
+    "quality_below_slo": [
+        "Check label coverage and maturity of the days concerned before acting on the number.",
+        "Find the segments that lost the most quality in the model page.",
+        "Decide with the model owner: retrain, roll back, or accept with an SLO review.",
+    ],
+    "budget_burn": [
+        "Find which SLI days spent the budget on the model page (burn-down chart).",
+        "Fix or mitigate the cause; every further bad day spends more of the window.",
+        "Expect the deployment gate to close when the budget is exhausted; plan releases accordingly.",
+    ],
+    "gate_closed": [
+        "Read the gate's reasons: `watchkeeper gate MODEL` prints them.",
+        "Fix the underlying SLOs; the gate reopens by itself when the budget recovers.",
+        "Only if shipping is urgent and safe: `watchkeeper override MODEL --reason ... --expires 4h`.",
+    ],
+    "gate_reopened": [
+        "Deployments may proceed; check the model page that the recovery is stable.",
+    ],
+    "override": [
+        "Make sure the override is known to the release manager and the model owner.",
+        "Track the fix that makes the override unnecessary before it expires.",
+    ],
+    "freshness": [
+        "Check the upstream job that produces the partition: did it run, did it fail, is it late?",
+        "If data arrives later, clear the day's monitor run so it is checked.",
+        "If the day will never arrive, record it with the data owner; the freshness SLO counts it.",
+    ],
+    "recovery": [
+        "Confirm on the model page that the fix is real, then close the incident and note the cause.",
+    ],
+    "digest": [
+        "These alerts come from re-processing past days (a backfill); nothing here pages.",
+        "Review the day pages listed if the backfill changed a past verdict.",
+    ],
+}
+
+# The order of the on-call checklist in watchkeeper.triage.
+TRIAGE_STEP = ("Work through the triage checklist: when it started (and the nearest deployment), "
+               "predictions against the same weekday, the features that moved most, the segments "
+               "that carry it, task failures and freshness.")
+
+_TITLES = {
+    "expectation_failed": "Data checks failed",
+    "drift": "Feature drift",
+    "skew": "Training-serving skew",
+    "prediction_anomaly": "Prediction anomaly",
+    "concept_drift": "Suspected concept drift",
+    "quality_below_slo": "Model quality below objective",
+    "budget_burn": "Error budget burning",
+    "gate_closed": "Deployment gate closed",
+    "gate_reopened": "Deployment gate reopened",
+    "override": "Gate override",
+    "freshness": "Data late or missing",
+    "recovery": "Resolved",
+    "digest": "Backfill digest",
+}
+
+_SEVERITY_MARK = {"page": ":rotating_light: PAGE", "ticket": ":warning: TICKET",
+                  "info": ":information_source: INFO"}
+
+
+def _expectations(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
+    if f.expectations is None:
+        return []
+    pii = spec.pii_columns
+    out = []
+    by_stage: dict[str, list[ExpectationFinding]] = {}
+    for e in f.expectations:
+        if not isinstance(e, ExpectationFinding):
+            raise AlertInputError(
+                f"DayFindings.expectations: expected ExpectationFinding items, got {type(e).__name__}")
+        by_stage.setdefault(e.stage, []).append(e)
+    for stage, results in by_stage.items():
+        failed = [e for e in results if not e.success]
+        if not failed:
+            continue
+        failed.sort(key=lambda e: -(e.unexpected_share or 0.0))
+        cols = sorted({e.column for e in failed if e.column})
+        evaluated = len(results)
+        counted = (f"{len(failed)} of {evaluated} data checks" if any(e.success for e in results)
+                   else f"{len(failed)} data check{'s' if len(failed) != 1 else ''}")
+        sentence = (
+            f"{counted} failed at the {stage} stage of "
+            f"{spec.name} for {ds}"
+            + (f", on {', '.join(cols[:_TOP_N])}" + (f" and {len(cols) - _TOP_N} more columns" if len(cols) > _TOP_N else "") if cols else "")
+            + ": the data the model receives does not look as it should."
+        )
+        numbers = []
+        for e in failed[:_FIELDS_MAX - 1]:
+            label = f"{e.column or 'table'} · {e.expectation.removeprefix('expect_')}"
+            parts = []
+            if e.unexpected_share is not None:
+                parts.append(f"{_pct(e.unexpected_share)} unexpected")
+            if e.unexpected_count is not None:
+                parts.append(f"{_num(e.unexpected_count)} rows")
+            if e.observed is not None and (e.column is None or e.column not in pii):
+                parts.append(f"observed {_num(e.observed)}")
+            elif e.column in pii:
+                parts.append("values hidden (pii)")
+            if e.expected:
+                parts.append(f"expected {e.expected}")
+            numbers.append((label, "; ".join(parts) or "failed"))
+        if len(failed) > _FIELDS_MAX - 1:
+            numbers.append(("more", f"{len(failed) - (_FIELDS_MAX - 1)} further failed checks"))
+        out.append(_Draft(
+            kind="expectation_failed", subject=stage, severity="ticket",
+            title=f"{_TITLES['expectation_failed']} ({stage})", sentence=sentence,
+            numbers=numbers,
+            links=[(f"Validation page ({stage})", f"{{base}}/{spec.name}/{ds}/validation-{stage}.html")],
+            facts={"stage": stage, "failed": len(failed), "evaluated": evaluated,
+                   "columns": cols},
+        ))
+    return out
+
+
+def _drift(spec: ModelSpec, ds: str, rows: Sequence[DriftFinding] | None, kind: str) -> list[_Draft]:
+    if rows is None:
+        return []
+    pii = spec.pii_columns
+    drifted = []
+    for r in rows:
+        if not isinstance(r, DriftFinding):
+            raise AlertInputError(
+                f"DayFindings.{kind}: expected DriftFinding items, got {type(r).__name__}")
+        if r.drifted:
+            drifted.append(r)
+    if not drifted:
+        return []
+
+    def strength(r: DriftFinding) -> float:
+        if r.score is None:
+            return 0.0
+        return r.score / r.threshold if r.threshold else r.score
+
+    drifted.sort(key=strength, reverse=True)
+    whole = [r for r in drifted if not r.segment]
+    segs = [r for r in drifted if r.segment]
+    features = list(dict.fromkeys(r.feature for r in drifted))
+    against = ("the recent window (sudden change)" if kind == "drift"
+               else "the training set (slow drift / training-serving skew)")
+    shown = ", ".join(features[:_TOP_N]) + (f" and {len(features) - _TOP_N} more" if len(features) > _TOP_N else "")
+    sentence = (
+        f"{len(features)} feature{'s' if len(features) != 1 else ''} of {spec.name} "
+        f"{'differ' if len(features) != 1 else 'differs'} from {against} on {ds}: {shown}"
+        + (f"; concentrated in {len({_segment_text(r.segment, pii) for r in segs})} segment(s)" if segs and not whole else "")
+        + "."
+    )
+    numbers = []
+    for r in (whole + segs)[:_FIELDS_MAX]:
+        where = f" [{_segment_text(r.segment, pii)}]" if r.segment else ""
+        method = f" ({r.method})" if r.method else ""
+        numbers.append((f"{r.feature}{where}",
+                        f"score {_num(r.score)} vs threshold {_num(r.threshold)}{method}"))
+    page = "drift" if kind == "drift" else "skew"
+    return [_Draft(
+        kind=kind, subject="features", severity="ticket",
+        title=f"{_TITLES[kind]}: {', '.join(features[:3])}" + ("…" if len(features) > 3 else ""),
+        sentence=sentence, numbers=numbers,
+        links=[(f"{page.capitalize()} report", f"{{base}}/{spec.name}/{ds}/{page}.html")],
+        facts={"features": features, "segments": [_segment_text(r.segment, pii) for r in segs[:_TOP_N]],
+               "top": [{"feature": r.feature, "segment": _segment_text(r.segment, pii),
+                        "score": r.score, "threshold": r.threshold} for r in drifted[:_TOP_N]]},
+    )]
+
+
+def _predictions(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
+    if f.predictions is None:
+        return []
+    flagged = [p for p in f.predictions if p.alert]
+    if not flagged:
+        return []
+    first = flagged[0]
+    sentence = (
+        f"The predictions of {spec.name} on {ds} look unusual: "
+        + "; ".join(f"{p.monitor} {_num(p.value)} outside the expected range "
+                    f"[{_num(p.lower)}, {_num(p.upper)}]" for p in flagged[:3])
+        + ". The model may be reacting to bad inputs or a changed world."
+    )
+    numbers = [(p.monitor, f"{_num(p.value)} (baseline {_num(p.baseline)}, expected "
+                           f"[{_num(p.lower)}, {_num(p.upper)}])") for p in flagged[:_FIELDS_MAX]]
+    return [_Draft(
+        kind="prediction_anomaly", subject="predictions", severity="ticket",
+        title=f"{_TITLES['prediction_anomaly']}: {first.monitor}"
+              + (f" (+{len(flagged) - 1})" if len(flagged) > 1 else ""),
+        sentence=sentence, numbers=numbers,
+        facts={"monitors": [p.monitor for p in flagged]},
+    )]
+
+
+def _concept(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
+    c = f.concept_drift
+    if c is None or not c.suspected:
+        return []
+    sentence = (f"The relationship between the inputs of {spec.name} and the outcome seems to have "
+                f"changed (suspected concept drift, as of {ds}): quality is falling while the inputs "
+                "alone do not explain it." + (f" {c.message}" if c.message else ""))
+    numbers = [(k, _num(v)) for k, v in list(c.evidence.items())[:_FIELDS_MAX]]
+    return [_Draft(kind="concept_drift", subject="concept", severity="ticket",
+                   title=_TITLES["concept_drift"], sentence=sentence, numbers=numbers,
+                   facts={"evidence": dict(c.evidence)})]
+
+
+def _quality(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
+    out = []
+    for q in f.quality or ():
+        if not (q.below and q.mature):
+            continue
+        rel = ">=" if q.direction == "at_least" else "<="
+        sentence = (f"Model quality of {spec.name} is below its objective on matured labels: "
+                    f"{q.name} is {_num(q.value)}, the objective is {rel} {_num(q.threshold)}.")
+        numbers = [(q.name, f"{_num(q.value)} vs objective {rel} {_num(q.threshold)}")]
+        if q.coverage is not None:
+            numbers.append(("label coverage", _pct(q.coverage)))
+        out.append(_Draft(kind="quality_below_slo", subject=q.name, severity="ticket",
+                          title=f"{_TITLES['quality_below_slo']}: {q.name}", sentence=sentence,
+                          numbers=numbers,
+                          facts={"value": q.value, "threshold": q.threshold,
+                                 "coverage": q.coverage}))
+    return out
+
+
+def _budgets(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
+    out = []
+    for b in f.budgets or ():
+        if b.alert not in ("page", "ticket"):
+            continue
+        if b.alert == "page":
+            what = (f"{spec.name} is burning the error budget of SLO {b.slo} fast "
+                    f"({_num(b.burn_1d)}x over 1 day, {_num(b.burn_3d)}x over 3 days; a page "
+                    "fires at 2.8x, about 10% of a 28-day budget a day)")
+        else:
+            what = (f"{spec.name} is spending the error budget of SLO {b.slo} faster than it "
+                    f"refills ({_num(b.burn_7d)}x over 7 days, {_num(b.burn_1d)}x over 1 day; "
+                    "a ticket fires at 1x)")
+        left = (f"; {_pct(b.budget_remaining)} of the budget is left"
+                if b.budget_remaining is not None else "")
+        numbers = [
+            ("budget remaining", _pct(b.budget_remaining)),
+            ("burn 1d", f"{_num(b.burn_1d)}x (page ≥ 2.8, ticket ≥ 1)"),
+            ("burn 3d", f"{_num(b.burn_3d)}x (page ≥ 2.8)"),
+            ("burn 7d", f"{_num(b.burn_7d)}x (ticket ≥ 1)"),
+        ]
+        if b.objective is not None:
+            numbers.append(("objective", f"{_pct(b.objective)} over {b.window_days or 28} days"))
+        out.append(_Draft(kind="budget_burn", subject=b.slo, severity=b.alert,
+                          title=f"{_TITLES['budget_burn']}: {b.slo}",
+                          sentence=f"{what}{left}.", numbers=numbers,
+                          facts={"slo": b.slo, "alert": b.alert,
+                                 "budget_remaining": b.budget_remaining, "burn_1d": b.burn_1d,
+                                 "burn_3d": b.burn_3d, "burn_7d": b.burn_7d}))
+    return out
+
+
+def _gate(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
+    out = []
+    for g in f.gate or ():
+        if g.now == g.previous:
+            continue
+        if g.now == "closed":
+            out.append(_Draft(
+                kind="gate_closed", subject=g.scope, severity="ticket",
+                title=f"{_TITLES['gate_closed']} ({g.scope})",
+                sentence=(f"The deployment gate of {spec.name} ({g.scope} scope) closed on {ds}: "
+                          "new versions cannot ship until the error budgets recover."),
+                numbers=[(f"reason {i + 1}", _cut(r, 300)) for i, r in enumerate(g.reasons[:_FIELDS_MAX])],
+                facts={"scope": g.scope, "previous": g.previous, "reasons": list(g.reasons)},
+            ))
+        elif g.now == "open" and g.previous in ("closed", "inconclusive"):
+            out.append(_Draft(
+                kind="gate_reopened", subject=g.scope, severity="info",
+                title=f"{_TITLES['gate_reopened']} ({g.scope})",
+                sentence=f"The deployment gate of {spec.name} ({g.scope} scope) is open again as of {ds}.",
+                facts={"scope": g.scope, "previous": g.previous},
+                thread=thread_key(spec.name, "gate_closed", g.scope), closes_thread=True,
+            ))
+    return out
+
+
+def _overrides(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
+    out = []
+    for o in f.overrides or ():
+        try:
+            created = datetime.fromisoformat(o.created_at)
+        except (TypeError, ValueError):
+            raise AlertInputError(f"OverrideFinding.created_at: expected an ISO datetime, got "
+                                  f"{o.created_at!r}") from None
+        day = (created.astimezone(spec.tz) if created.tzinfo else created).date().isoformat()
+        out.append(_Draft(
+            kind="override", subject=f"{o.scope}@{created.isoformat()}", severity="info",
+            title=f"{_TITLES['override']} ({o.scope})",
+            sentence=(f"{o.created_by} opened the deployment gate of {spec.name} ({o.scope} scope) "
+                      f"with a break-glass override until {o.expires_at}: “{o.reason}”."),
+            numbers=[("expires", o.expires_at), ("by", o.created_by)],
+            facts={"scope": o.scope, "reason": o.reason, "created_by": o.created_by,
+                   "expires_at": o.expires_at},
+            ds=day, own_thread=True,
+        ))
+    return out
+
+
+def _freshness(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
+    fr = f.freshness
+    if fr is None or fr.status == "ok":
+        return []
+    if fr.status == "late":
+        sentence = (f"The data of {spec.name} for {ds} landed late"
+                    + (f", {_num(fr.lateness_hours)} h after its deadline" if fr.lateness_hours is not None else "")
+                    + ": the day was checked, but downstream consumers waited.")
+    elif fr.status == "empty":
+        sentence = f"The data of {spec.name} for {ds} arrived empty: there is nothing to check."
+    else:
+        sentence = (f"The data of {spec.name} for {ds} is {fr.status}: the day's checks could "
+                    "not run.")
+    numbers = [("status", fr.status)]
+    if fr.lateness_hours is not None:
+        numbers.append(("hours after deadline", _num(fr.lateness_hours)))
+    if fr.message:
+        numbers.append(("loader", _cut(fr.message, 500)))
+    return [_Draft(kind="freshness", subject="partition", severity="ticket",
+                   title=f"{_TITLES['freshness']} ({fr.status})", sentence=sentence,
+                   numbers=numbers, facts={"status": fr.status,
+                                           "lateness_hours": fr.lateness_hours})]
+
+
+def _cleared(kind: str, subject: str, f: DayFindings, current: set[tuple[str, str]]) -> bool:
+    """Whether an open incident (kind, subject) was evaluated today and found clean."""
+    if (kind, subject) in current:
+        return False
+    if kind == "expectation_failed":
+        if f.expectations is None:
+            return False
+        stages = set(f.stages_checked) if f.stages_checked is not None else (
+            set(STAGES) | {e.stage for e in f.expectations})
+        return subject in stages
+    if kind == "drift":
+        return f.drift is not None
+    if kind == "skew":
+        return f.skew is not None
+    if kind == "prediction_anomaly":
+        return f.predictions is not None
+    if kind == "concept_drift":
+        return f.concept_drift is not None
+    if kind == "quality_below_slo":
+        return any(q.name == subject and q.mature and not q.below for q in f.quality or ())
+    if kind == "budget_burn":
+        return any(b.slo == subject and b.alert is None for b in f.budgets or ())
+    if kind == "freshness":
+        return f.freshness is not None and f.freshness.status == "ok"
+    return False
+
+
+def build_alerts(
+    spec: ModelSpec,
+    ds: str,
+    findings: DayFindings,
+    open_incidents: Mapping[str, str] | Iterable[str] = (),
+    *,
+    newest_ds: str | None = None,
+    reports_url: str | None = None,
+) -> list[Alert]:
+    """The alerts of one model and day.
+
+    `open_incidents`: thread keys of the model's incidents open before this day's alerts (as
+    returned by `watchkeeper.alerts.open_incidents`), optionally mapped to the day each started;
+    a cleared one gets a recovery message in its thread. `newest_ds`: the newest day processed
+    for the model; a day more than `spec.alerts.horizon_days` behind it is marked `backfill`
+    (summarised in a digest instead of sent).
+    """
+    try:
+        date.fromisoformat(ds)
+    except (TypeError, ValueError):
+        raise AlertInputError(f"build_alerts(ds): expected 'YYYY-MM-DD', got {ds!r}") from None
+    if not isinstance(findings, DayFindings):
+        raise AlertInputError(f"build_alerts(findings): expected DayFindings, got "
+                              f"{type(findings).__name__}")
+    opened = dict(open_incidents) if isinstance(open_incidents, Mapping) else {
+        k: None for k in open_incidents}
+    base = (reports_url or default_reports_url()).rstrip("/")
+    drafts = [
+        *_freshness(spec, ds, findings),
+        *_expectations(spec, ds, findings),
+        *_drift(spec, ds, findings.drift, "drift"),
+        *_drift(spec, ds, findings.skew, "skew"),
+        *_predictions(spec, ds, findings),
+        *_concept(spec, ds, findings),
+        *_quality(spec, ds, findings),
+        *_budgets(spec, ds, findings),
+        *_gate(spec, ds, findings),
+        *_overrides(spec, ds, findings),
+    ]
+    current = {(d.kind, d.subject) for d in drafts}
+    for key in sorted(opened):
+        model, kind, subject = split_thread_key(key)
+        if model != spec.name or kind not in RECOVERABLE or not _cleared(kind, subject, findings, current):
+            continue
+        since = opened[key]
+        lasted = f" (open since {since}, {_days_between(since, ds)} days)" if since else ""
+        drafts.append(_Draft(
+            kind="recovery", subject=f"{kind}:{subject}", severity="info",
+            title=f"{_TITLES['recovery']}: {_TITLES.get(kind, kind)} ({subject})",
+            sentence=(f"{_TITLES.get(kind, kind)} ({subject}) of {spec.name} has cleared on {ds}"
+                      f"{lasted}; closing this incident."),
+            facts={"recovered_kind": kind, "recovered_subject": subject, "since": since},
+            thread=key, closes_thread=True,
+        ))
+    backfill = is_backfill(ds, newest_ds, spec.alerts.horizon_days)
+    return [_render(spec, ds, d, opened, base, backfill) for d in drafts]
+
+
+def _render(spec: ModelSpec, run_ds: str, d: _Draft, opened: Mapping[str, str | None], base: str,
+            backfill: bool) -> Alert:
+    ds = d.ds or run_ds
+    key = dedupe_key(spec.name, d.kind, d.subject, ds)
+    thread = key if d.own_thread else (d.thread or thread_key(spec.name, d.kind, d.subject))
+    since = opened.get(thread) if thread in opened else None
+    ongoing = thread in opened and not d.closes_thread
+    links = [(label, url.replace("{base}", base)) for label, url in d.links]
+    links = [("Day report", f"{base}/{spec.name}/{ds}/index.html"),
+             ("Model page", f"{base}/{spec.name}/index.html"), *links]
+    steps = NEXT_STEPS.get(d.kind, [])
+    if d.severity == "page":
+        # A page-level day gets the triage page (watchkeeper.triage, written by the reports).
+        links.append(("Triage checklist", f"{base}/{spec.name}/{ds}/triage.html"))
+        steps = [TRIAGE_STEP, *steps]
+    if spec.alerts.runbook_url:
+        links.append(("Runbook", spec.alerts.runbook_url))
+    mark = _SEVERITY_MARK[d.severity]
+    header = _cut(f"{mark} · {spec.name} · {d.title}", _HEADER_MAX)
+    when = f"Day {ds}"
+    if ongoing:
+        when += f" · ongoing since {since} (day {_days_between(since, ds)})" if since else " · ongoing"
+    elif not d.closes_thread and not d.own_thread:
+        when += " · new since this day"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(_esc(d.sentence), _SECTION_MAX)}},
+    ]
+    if d.numbers:
+        blocks.append({"type": "section", "fields": [
+            {"type": "mrkdwn", "text": _cut(f"*{_esc(label)}*\n{_esc(value)}", _FIELD_MAX)}
+            for label, value in d.numbers[:_FIELDS_MAX]
+        ]})
+    blocks.append({"type": "context", "elements": [
+        {"type": "mrkdwn", "text": _esc(f"{when} · severity {d.severity} · {d.kind}")}]})
+    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(
+        " · ".join(f"<{url}|{_esc(label)}>" for label, url in links), _SECTION_MAX)}})
+    if steps:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(
+            "*Next steps*\n" + "\n".join(f"• {_esc(s)}" for s in steps), _SECTION_MAX)}})
+    text_lines = [f"[{d.severity.upper()}] {spec.name}: {d.title}", d.sentence]
+    text_lines += [f"- {label}: {value}" for label, value in d.numbers]
+    text_lines.append(when)
+    text_lines += [f"{label}: {url}" for label, url in links]
+    if steps:
+        text_lines.append("Next steps:")
+        text_lines += [f"- {s}" for s in steps]
+    facts = {**d.facts, "numbers": dict(d.numbers), "since": since or ds,
+             "links": dict(links)}
+    return Alert(
+        model=spec.name, kind=d.kind, subject=d.subject, ds=ds, severity=d.severity,
+        dedupe_key=key, thread_key=thread, text="\n".join(text_lines), blocks=blocks,
+        channel=channel_for(spec, d.severity), closes_thread=d.closes_thread, facts=facts,
+        backfill=backfill, horizon_days=spec.alerts.horizon_days,
+    )
+
+
+def build_digest(spec: ModelSpec, rows: Sequence[Any], *, reports_url: str | None = None) -> Alert:
+    """ONE message summarising backfilled alerts (rows with model, kind, subject, ds, severity,
+    dedupe_key). Keyed by the set it summarises, so rolling up the same rows twice is one row."""
+    if not rows:
+        raise AlertInputError("build_digest: no rows to summarise")
+    base = (reports_url or default_reports_url()).rstrip("/")
+    keys = sorted(r.dedupe_key for r in rows)
+    digest_id = hashlib.sha1("\n".join(keys).encode()).hexdigest()[:12]
+    days = sorted({r.ds for r in rows})
+    by_kind: dict[str, int] = {}
+    for r in rows:
+        by_kind[r.kind] = by_kind.get(r.kind, 0) + 1
+    sentence = (f"Re-processing past days of {spec.name} ({days[0]} … {days[-1]}) produced "
+                f"{len(rows)} alert{'s' if len(rows) != 1 else ''}; they are recorded and listed "
+                f"here instead of paging, because those days are more than "
+                f"{spec.alerts.horizon_days} days behind the newest processed day.")
+    listed = [f"{r.ds} · {_TITLES.get(r.kind, r.kind)} · {r.subject} ({r.severity})"
+              for r in sorted(rows, key=lambda r: (r.ds, r.kind, r.subject))]
+    draft = _Draft(
+        kind="digest", subject=f"backfill-{digest_id}", severity="info",
+        title=f"{_TITLES['digest']}: {len(rows)} alerts, {len(days)} days",
+        sentence=sentence,
+        numbers=[(_TITLES.get(k, k), str(n)) for k, n in sorted(by_kind.items())][:_FIELDS_MAX],
+        facts={"alerts": keys, "days": days, "by_kind": by_kind}, ds=days[-1], own_thread=True,
+    )
+    alert = _render(spec, days[-1], draft, {}, base, backfill=False)
+    more = f"\n… and {len(listed) - 30} more" if len(listed) > 30 else ""
+    summary = "\n".join(listed[:30]) + more
+    blocks = list(alert.blocks)
+    blocks.insert(3, {"type": "section", "text": {"type": "mrkdwn",
+                                                  "text": _cut(_esc(summary), _SECTION_MAX)}})
+    return replace(alert, blocks=blocks, text=alert.text + "\nAlerts:\n" + summary)
+
+
+# --------------------------------------------------------------------------------------------
+# Converters from the core's result types (duck-typed: no heavy imports here)
+# --------------------------------------------------------------------------------------------
+
+
+def drift_findings(result: Any) -> list[DriftFinding]:
+    """DriftFinding per row of a `watchkeeper.drift.DriftResult` (or any rows with feature,
+    drifted, score, threshold, method, segment)."""
+    rows = getattr(result, "rows", result)
+    return [DriftFinding(feature=r.feature, drifted=bool(r.drifted), score=r.score,
+                         threshold=r.threshold, method=getattr(r, "method", None),
+                         segment=getattr(r, "segment", None)) for r in rows]
+
+
+def prediction_findings(report: Any) -> list[PredictionFinding]:
+    """PredictionFinding per monitor of a `watchkeeper.predictions.PredictionReport`."""
+    monitors = getattr(report, "monitors", report)
+    return [PredictionFinding(monitor=m.name, alert=bool(m.alert), value=m.value,
+                              baseline=m.baseline, lower=m.lower, upper=m.upper,
+                              message=getattr(m, "message", "") or "") for m in monitors]
+
+
+def budget_findings(snapshots: Iterable[Any], spec: ModelSpec | None = None) -> list[BudgetFinding]:
+    """BudgetFinding per `watchkeeper.slo.BudgetSnapshot` (objective from the spec if given)."""
+    slos = {s.name: s for s in spec.slos} if spec is not None else {}
+    out = []
+    for s in snapshots:
+        d = s if isinstance(s, Mapping) else s.to_dict()
+        slo = slos.get(d["slo"])
+        out.append(BudgetFinding(
+            slo=d["slo"], alert=d.get("alert"), budget_remaining=d.get("budget_remaining"),
+            burn_1d=d.get("burn_1d"), burn_3d=d.get("burn_3d"), burn_7d=d.get("burn_7d"),
+            objective=slo.objective if slo else None,
+            window_days=slo.window_days if slo else None))
+    return out
+
+
+def expectation_findings(results: Iterable[Any]) -> list[ExpectationFinding]:
+    """ExpectationFinding per stored expectation (`StoredExpectation`: stage, expectation_type,
+    column, success, observed, unexpected_share, unexpected_count)."""
+    return [ExpectationFinding(stage=r.stage, expectation=r.expectation_type, column=r.column,
+                               success=bool(r.success), observed=r.observed,
+                               unexpected_share=r.unexpected_share,
+                               unexpected_count=r.unexpected_count) for r in results]
