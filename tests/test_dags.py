@@ -24,7 +24,7 @@ def bag(airflow_db):
 
 def test_no_import_errors(bag):
     assert bag.import_errors == {}
-    assert {"fraud_monitor", "eta_monitor"} <= set(bag.dag_ids)
+    assert {f"{m}_{k}" for m in ("fraud", "eta") for k in ("monitor", "labels", "deploy")} <= set(bag.dag_ids)
 
 
 def test_conventions(bag):
@@ -35,7 +35,9 @@ def test_conventions(bag):
         assert dag.doc_md and len(dag.doc_md) > 100, dag_id
         assert dag.catchup is False and dag.max_active_runs == 1
         for t in dag.tasks:
-            assert t.retries >= 1, (dag_id, t.task_id)
+            # a closed gate is an answer, not a transient error: the gate alone does not retry
+            if type(t).__name__ != "ErrorBudgetGate":
+                assert t.retries >= 1, (dag_id, t.task_id)
             assert t.owner and t.owner != "airflow", (dag_id, t.task_id)
 
 

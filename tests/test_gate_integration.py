@@ -25,6 +25,7 @@ def _seed(model: str, bad_fresh_days: int, days: int = 28) -> None:
 
     store = open_store()
     spec = get_spec(model)
+    quality_sli, quality_ok = {"eta": ("mae", 2.3), "fraud": ("precision", 0.65)}[model]
     for i in range(days, 0, -1):
         ds = (TODAY - timedelta(days=i)).isoformat()
         late = i <= bad_fresh_days
@@ -33,6 +34,8 @@ def _seed(model: str, bad_fresh_days: int, days: int = 28) -> None:
                       good_events=0.0 if late else 1.0, total_events=1.0),
             SliRecord(ds=ds, sli="data_quality", value=1.0, good=True, good_events=50.0,
                       total_events=50.0),
+            # model quality: mature and healthy except the newest (provisional) days
+            SliRecord(ds=ds, sli=quality_sli, value=quality_ok, provisional=i <= 5),
         ])
         budgets.evaluate(spec, ds, store)
 

@@ -14,6 +14,7 @@ The shell around `watchkeeper.labels` and `watchkeeper.performance`. State lives
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from datetime import date, timedelta
@@ -34,6 +35,10 @@ def history_dir(model: str) -> Path:
 
 def history_file(model: str, arrived_ds: str) -> Path:
     return history_dir(model) / f"arrived={arrived_ds}.parquet"
+
+
+def issues_file(model: str, arrived_ds: str) -> Path:
+    return history_dir(model) / f"arrived={arrived_ds}.issues.json"
 
 
 def read_history(model: str, days: list[str]):
@@ -90,6 +95,10 @@ def ingest(spec: ModelSpec, ds: str, resolver=None) -> dict:
     _merged, merge_issues = lab.merge_labels(known, clean, replace_file=(ds, Path(location).name))
     _write_atomic(clean, history_file(spec.name, ds))
     all_issues = [i.to_dict() for i in issues.items + merge_issues.items]
+    # The file's own issues travel with it, so the restatement reports them with the join's.
+    issues_file(spec.name, ds).write_text(json.dumps(
+        {"issues": all_issues, "notes": notes, "received": 0 if raw is None else len(raw),
+         "valid": len(clean)}, default=str), encoding="utf-8")
     return {"model": spec.name, "ds": ds, "received": 0 if raw is None else len(raw),
             "valid": len(clean), "issues": all_issues, "notes": notes,
             "ignored_columns": extra}
@@ -143,10 +152,14 @@ def restate(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
     ls = spec.labels
     window = _days_back(ds, ls.max_delay_days + 1)
     preds, missing_days = load_predictions(spec, window, resolver)
+    # A day's view must not depend on which earlier label days happened to run first: arrival days
+    # of the window not ingested yet are ingested now, from the same source their own run reads.
+    for d in window[:-1]:
+        if not history_file(spec.name, d).exists():
+            ingest(spec, d, resolver)
     history = read_history(spec.name, window)
     result = lab.join_labels(preds, history, as_of_ds=ds, max_label_delay_days=ls.max_delay_days,
                              maturity_threshold=ls.maturity_coverage)
-    day_issues = result.issues.for_day(ds)
     joined = result.joined
     threshold = spec.prediction.threshold
     healthy = _healthy_errors(store, spec, ds)
@@ -201,7 +214,7 @@ def restate(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
             "concept_drift_detail": concept,
             "segments": segments,
             "business_outcomes": outcomes,
-            "label_issues": _issues_summary(result.issues.for_day(pds)) if pds == ds else {},
+            "label_issues": _day_issues(spec.name, ds, result) if pds == ds else {},
         }
         records_by_day[pds] = [MetricRecord(subject="overall", value=cov.coverage, payload=payload)]
         summary_days[pds] = {"coverage": cov.coverage, "mature": cov.mature,
@@ -226,7 +239,8 @@ def restate(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
     from watchkeeper import monitor
 
     budgets = monitor.evaluate_budgets(spec, ds, store)
-    return {"model": spec.name, "ds": ds, "days": summary_days, "label_issues": _issues_summary(day_issues),
+    return {"model": spec.name, "ds": ds, "days": summary_days,
+            "label_issues": _day_issues(spec.name, ds, result),
             "missing_prediction_days": missing_days, "budgets": budgets}
 
 
@@ -237,8 +251,20 @@ def _dedupe_slis(slis):
     return list(seen.values())
 
 
-def _issues_summary(issues) -> dict:
-    return {"counts": issues.counts(), "messages": issues.messages()[:10]}
+def _day_issues(model: str, ds: str, result) -> dict:
+    """Issues of the label file that arrived on ds: its own (validation, duplicates, conflicts)
+    and the join's (unknown ids, too late), counted by kind with readable messages."""
+    joined = result.issues.for_day(ds)
+    counts = dict(joined.counts())
+    messages = list(joined.messages())
+    f = issues_file(model, ds)
+    own = json.loads(f.read_text(encoding="utf-8")) if f.exists() else {}
+    for i in own.get("issues", []):
+        counts[i["kind"]] = counts.get(i["kind"], 0) + int(i.get("count") or 0)
+        messages.append(i.get("reason") or i["kind"])
+    messages += own.get("notes", [])
+    return {"counts": counts, "messages": messages[:20], "received": own.get("received"),
+            "valid": own.get("valid")}
 
 
 def _healthy_errors(store, spec: ModelSpec, ds: str) -> list[dict]:
