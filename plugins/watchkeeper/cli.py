@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model")
     c.add_argument("--ds", required=True, help="first day, YYYY-MM-DD")
     c.add_argument("--to", help="last day (default: --ds)")
-    c.add_argument("--dag", action="append", choices=["monitor"], help="which DAGs (default all)")
+    c.add_argument("--dag", action="append", choices=["monitor", "labels"], help="which DAGs (default all)")
     c.set_defaults(func=cmd_run)
 
     c = sub.add_parser("report", help="rebuild the reviewers' static site (WATCHKEEPER_HOME/reports)")

@@ -23,8 +23,10 @@ def _days(first: str, last: str) -> list[str]:
 
 def _reset(home) -> None:
     """A demo starts from nothing: store, embedded Airflow, reports and staged batches."""
-    for sub in ("airflow", "reports", "work", "alerts"):
+    for sub in ("reports", "work", "alerts", "state", "drift"):
         shutil.rmtree(home / sub, ignore_errors=True)
+    for sub in home.glob("airflow*"):
+        shutil.rmtree(sub, ignore_errors=True)
     for f in home.glob("watchkeeper.db*"):
         f.unlink()
 
@@ -32,10 +34,10 @@ def _reset(home) -> None:
 class Session:
     """An embedded Airflow with the project's DAGs loaded, ready to run days."""
 
-    def __init__(self):
+    def __init__(self, airflow_dir: str = "airflow"):
         from watchkeeper.airflow import embedded
 
-        embedded.configure()
+        embedded.configure(airflow_dir=airflow_dir)
         embedded.migrate()
         bag = embedded.dagbag()
         if bag.import_errors:
@@ -76,12 +78,31 @@ def day_line(model: str, ds: str, outcome, store) -> str:
     fresh = d.get("slis", {}).get("freshness", {})
     if fresh.get("good") is False:
         parts.append("freshness: LATE" if fresh.get("value") is not None else "freshness: MISSING")
+    for kind in ("drift", "skew"):
+        k = d.get(kind) or {}
+        moved = sorted({f["feature"] + (f"[{','.join(f'{a}={b}' for a, b in f['segment'].items())}]"
+                                         if f["segment"] else "")
+                        for f in k.get("features", []) if f["drifted"]})
+        if moved:
+            parts.append(f"{kind}: {', '.join(moved[:4])}" + (f" +{len(moved) - 4}" if len(moved) > 4 else ""))
+    alerts = [p["monitor"] for p in d.get("predictions", []) if p["alert"]]
+    if alerts:
+        parts.append("predictions: " + ", ".join(alerts))
+    q = d.get("quality") or {}
+    if q.get("concept_drift"):
+        parts.append("concept drift suspected")
     state = "" if outcome.ok else f" [run {outcome.state}: " + ", ".join(
         f"{t}={s}" for t, s in outcome.tasks.items() if s not in ("success", "skipped")) + "]"
     return f"{model:<6} {ds}  " + " | ".join(parts) + state
 
 
 def main(end: str | None = None, rows_per_day: int = 20000, fresh: bool = True) -> int:
+    """Generate the world, then run each model's days in its own process (the machine's cores
+    work in parallel; each process has its own embedded Airflow metadata, the store is shared),
+    then the deployment DAGs."""
+    import os
+    import subprocess
+
     t0 = time.monotonic()
     home = paths.home()
     if fresh:
@@ -94,29 +115,66 @@ def main(end: str | None = None, rows_per_day: int = 20000, fresh: bool = True) 
     days = [d.isoformat() if hasattr(d, "isoformat") else str(d) for d in manifest.dates]
     print(f"  {len(days)} days, {days[0]} .. {days[-1]} ({time.monotonic() - t0:.0f} s)", flush=True)
 
-    session = Session()
     from watchkeeper.spec import load_all
-    from watchkeeper.store import open_store
 
-    store = open_store()
     specs, errors = load_all()
     for e in errors:
         print(f"skipping invalid spec: {e}", file=sys.stderr)
-    failures = 0
-    for ds in days:
-        for spec in specs:
-            outcome = session.run(f"{spec.name}_monitor", ds)
-            failures += 0 if outcome.ok else 1
-            print(day_line(spec.name, ds, outcome, store), flush=True)
+    from watchkeeper.store import open_store
+
+    open_store()  # migrate once, before the workers race to
+    env = {**os.environ, "WATCHKEEPER_HOME": str(home),
+           "WATCHKEEPER_EVIDENTLY_PAGES": os.environ.get("WATCHKEEPER_EVIDENTLY_PAGES", "on_finding")}
+    procs = [subprocess.Popen([sys.executable, "-m", "watchkeeper.demo_runner", "model", s.name,
+                               days[0], days[-1]], env=env) for s in specs]
+    failures = sum(p.wait() != 0 for p in procs)
+
+    print("\nDeployments, each behind its error-budget gate:", flush=True)
+    os.environ.update(env)
+    session = Session()
+    store = open_store()
+    from watchkeeper import gatekeeper
+
+    for spec in specs:
+        out = session.run(f"{spec.name}_deploy", days[-1])
+        d = gatekeeper.ask(spec.name, record=False)
+        shipped = out.tasks.get("record_deployment") == "success"
+        print(f"  {spec.name:<6} gate {d.decision.upper():<12} deploy "
+              f"{'RAN' if shipped else 'DID NOT RUN'}: {d.verdict_text()}")
+        for r in d.reasons:
+            if r.get("verdict") != "open":
+                print(f"           - {r['slo']}: {r.get('text')}")
     print()
     print(f"Demo finished in {time.monotonic() - t0:.0f} s.")
     print(f"  store:    {store.url}")
-    print(f"  reports:  {paths.reports_dir()}/<model>/<day>/validation-*.html")
-    print("  history:  .venv/bin/watchkeeper history fraud   (add --json for JSON)")
+    print(f"  reports:  {paths.reports_dir()}/index.html")
+    print("  try:      .venv/bin/watchkeeper status | gate fraud | history fraud --json")
     if failures:
-        print(f"  {failures} DAG run(s) did not succeed; see the lines marked [run ...] above.")
+        print(f"  {failures} model run(s) had DAG runs that did not succeed; see [run ...] above.")
         return 1
     return 0
+
+
+def run_model(model: str, first: str, last: str) -> int:
+    """One model's demo days: monitor then labels, day by day (a worker process of main())."""
+    from watchkeeper.spec import get_spec
+    from watchkeeper.store import open_store
+
+    spec = get_spec(model)
+    session = Session(airflow_dir=f"airflow-{model}")
+    store = open_store()
+    bad = 0
+    for ds in _days(first, last):
+        outcome = session.run(f"{model}_monitor", ds)
+        bad += 0 if outcome.ok else 1
+        if spec.labels is not None:
+            lab = session.run(f"{model}_labels", ds)
+            bad += 0 if lab.ok else 1
+            if not lab.ok:
+                outcome.tasks.update(lab.tasks)
+                outcome.state = lab.state
+        print(day_line(model, ds, outcome, store), flush=True)
+    return 1 if bad else 0
 
 
 def run_range(model: str, first: str, last: str, dags: list[str] | None = None) -> int:
@@ -128,8 +186,14 @@ def run_range(model: str, first: str, last: str, dags: list[str] | None = None) 
     store = open_store()
     bad = 0
     for ds in _days(first, last):
-        for kind in dags or ["monitor"]:
+        for kind in dags or ["monitor", "labels"]:
             outcome = session.run(f"{model}_{kind}", ds)
             bad += 0 if outcome.ok else 1
             print(day_line(model, ds, outcome, store), flush=True)
     return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "model":
+        sys.exit(run_model(sys.argv[2], sys.argv[3], sys.argv[4]))
+    sys.exit(f"usage: python -m watchkeeper.demo_runner model NAME FIRST LAST")

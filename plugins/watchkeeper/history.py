@@ -51,7 +51,82 @@ def build_days(model: str, store, days: list[str] | None = None) -> list[dict]:
         if d is None:
             continue
         d["slis"][v.sli] = {"value": v.value, "good": v.good}
+        if v.provisional:
+            d["slis"][v.sli]["provisional"] = True
+    _add_drift(model, store, day)
+    _add_predictions(model, store, day)
+    _add_quality(model, store, day, out)
     return [out[k] for k in sorted(out)]
+
+
+DATASET = "__dataset__"
+
+
+def _add_drift(model: str, store, day) -> None:
+    for family in ("drift", "skew"):
+        by_day: dict[str, dict] = {}
+        for m in store.metrics(model, family):
+            entry = by_day.setdefault(m.ds, {"share": None, "dataset_drift": False, "features": []})
+            p = m.payload
+            if m.subject == DATASET:
+                entry["share"] = p.get("share")
+                entry["dataset_drift"] = bool(p.get("dataset_drift"))
+                for k in ("reference_empty", "not_run", "report", "reference_days", "problems"):
+                    if p.get(k):
+                        entry[k] = p[k]
+            else:
+                entry["features"].append({
+                    "feature": p.get("feature"), "method": p.get("method"), "score": p.get("score"),
+                    "threshold": p.get("threshold"), "drifted": bool(p.get("drifted")),
+                    "evidently_drifted": bool(p.get("evidently_drifted")),
+                    "segment": p.get("segment") or None,
+                    "p_value": p.get("p_value"), "calibrated_threshold": p.get("calibrated_threshold"),
+                })
+        for ds, entry in by_day.items():
+            d = day(ds)
+            if d is not None:
+                d[family] = entry
+
+
+def _add_predictions(model: str, store, day) -> None:
+    preds: dict[str, list] = {}
+    for m in store.metrics(model, "prediction"):
+        if m.subject != DATASET:
+            p = m.payload
+            preds.setdefault(m.ds, []).append({
+                "monitor": p.get("name", m.subject), "value": p.get("value"),
+                "baseline": p.get("baseline"), "lower": p.get("lower"), "upper": p.get("upper"),
+                "alert": bool(p.get("alert")), "message": p.get("message")})
+    for ds, entries in preds.items():
+        d = day(ds)
+        if d is not None:
+            d["predictions"] = entries
+    for m in store.metrics(model, "coverage"):
+        d = day(m.ds)
+        if d is not None and m.subject == DATASET:
+            p = m.payload
+            d["coverage"] = {
+                "alert": bool(p.get("alert")),
+                "unseen_pairs": [u for u in p.get("unseen_pairs", []) if u.get("alert")][:20],
+                "multivariate": p.get("multivariate"),
+                "problems": p.get("problems", []),
+            }
+
+
+def _add_quality(model: str, store, day, out) -> None:
+    quality = {m.ds: m.payload for m in store.metrics(model, "quality")}
+    for ds in list(out):
+        p = quality.get(ds)
+        out[ds]["quality"] = {
+            "metrics": (p or {}).get("metrics", {}),
+            "provisional": True if p is None else bool(p.get("provisional")),
+            "coverage": 0.0 if p is None else p.get("coverage"),
+            "lag_days_p50": None if p is None else p.get("lag_days_p50"),
+            "estimated": None if p is None else p.get("estimated"),
+            "concept_drift": False if p is None else bool(p.get("concept_drift")),
+            "segments": {} if p is None else p.get("segments", {}),
+            "label_issues": {} if p is None else p.get("label_issues", {}),
+        }
 
 
 def build(spec, store) -> list[dict]:

@@ -138,8 +138,13 @@ def stage_parameters(spec: ModelSpec, ds: str, store) -> dict:
     }
 
 
-def check(spec: ModelSpec, ds: str, stage: str, store, loaded: dict | None = None) -> dict:
-    """Run one stage's suite on the staged batch; failed expectations are stored findings."""
+def check(spec: ModelSpec, ds: str, stage: str, store, loaded: dict | None = None,
+          resolver=None) -> dict:
+    """Run one stage's suite on the staged batch; failed expectations are stored findings.
+
+    The ingestion suite of a PostgreSQL table runs in the database instead (push-down);
+    `resolver` resolves an Airflow connection id for it, as in `load`.
+    """
     import pandas as pd
 
     from watchkeeper import quality
@@ -166,11 +171,15 @@ def check(spec: ModelSpec, ds: str, stage: str, store, loaded: dict | None = Non
     except quality.SuiteConfigError as err:
         _record_config_error(spec, ds, stage, store, str(err))
         raise ConfigurationError(str(err)) from None
-    frame = pd.read_parquet(path)
     params = stage_parameters(spec, ds, store)
     try:
-        result = quality.run_suite(frame, suite, stage=stage, parameters=params,
-                                   pii_columns=spec.pii_columns)
+        # ---- push-down (issue 8): a SQL table's ingestion suite runs in the database ----
+        result, engine = (_ingestion_in_database(spec, ds, suite, params, resolver)
+                          if stage == "ingestion" else (None, "pandas"))
+        # ---- end push-down ----
+        if result is None:
+            result = quality.run_suite(pd.read_parquet(path), suite, stage=stage,
+                                       parameters=params, pii_columns=spec.pii_columns)
     except quality.SuiteConfigError as err:
         _record_config_error(spec, ds, stage, store, str(err))
         raise ConfigurationError(str(err)) from None
@@ -206,7 +215,34 @@ def check(spec: ModelSpec, ds: str, stage: str, store, loaded: dict | None = Non
         "evaluated": result.evaluated,
         "passed": result.passed,
         "failed": [{"expectation": o.expectation_type, "column": o.column} for o in failed],
+        "engine": engine,
     }
+
+
+# ---- push-down (issue 8) ---------------------------------------------------------------------
+
+
+def _ingestion_in_database(spec: ModelSpec, ds: str, suite, params: dict, resolver):
+    """(StageResult, "database") when the day can be validated in the database, else
+    (None, "pandas: <why not>") and the caller validates the staged batch.
+
+    A database error while validating raises pushdown.SourceUnavailable: the task fails and
+    Airflow retries it; nothing is recorded as a finding.
+    """
+    from watchkeeper import pushdown
+    from watchkeeper.spec import SqlTableSource
+
+    if not isinstance(spec.source, SqlTableSource):
+        return None, "pandas"
+    try:
+        return pushdown.check_in_database(spec, ds, suite, parameters=params,
+                                          resolver=resolver), "database"
+    except pushdown.Unsupported as err:
+        log.info("%s", err)
+        return None, f"pandas: {err.reason}"
+
+
+# ---- end push-down ---------------------------------------------------------------------------
 
 
 def _record_config_error(spec, ds, stage, store, message: str) -> None:
@@ -238,7 +274,7 @@ def record_slis(spec: ModelSpec, ds: str, store) -> dict:
         fresh_good = True
     else:
         fresh_good = None  # present, but nobody can say when it landed
-    records = [
+    records = _analysis_slis(spec, ds, store) + [
         SliRecord(
             ds=ds,
             sli="data_quality",
@@ -266,6 +302,35 @@ def record_slis(spec: ModelSpec, ds: str, store) -> dict:
     summary = {r.sli: {"value": r.value, "good": r.good} for r in records}
     summary["budgets"] = evaluate_budgets(spec, ds, store)
     return summary
+
+
+def _analysis_slis(spec: ModelSpec, ds: str, store) -> list:
+    """Daily timeslices from the analysis stages: prediction stability (no prediction monitor
+    alerted) and feature drift (no feature drifted against the window or the training set)."""
+    from watchkeeper.analysis import DATASET
+    from watchkeeper.store import SliRecord
+
+    def dataset(family):
+        return next((m.payload for m in store.metrics(spec.name, family, since=ds, until=ds)
+                     if m.subject == DATASET), None)
+
+    out = []
+    pred = dataset("prediction")
+    if pred is not None and "not_run" not in pred:
+        good = not pred.get("alert")
+        out.append(SliRecord(ds=ds, sli="prediction_stability", value=0.0 if good else 1.0, good=good,
+                             good_events=float(good), total_events=1.0,
+                             details={"problems": pred.get("problems", [])[:5]}))
+    drift_d, skew_d = dataset("drift"), dataset("skew")
+    measured = [d for d in (drift_d, skew_d) if d is not None and "share" in d]
+    if measured:
+        bad = any(d.get("dataset_drift") for d in measured)
+        out.append(SliRecord(ds=ds, sli="feature_drift",
+                             value=max((d.get("share") or 0.0) for d in measured), good=not bad,
+                             good_events=float(not bad), total_events=1.0,
+                             details={"drift": (drift_d or {}).get("dataset_drift"),
+                                      "skew": (skew_d or {}).get("dataset_drift")}))
+    return out
 
 
 def evaluate_budgets(spec: ModelSpec, ds: str, store) -> dict:

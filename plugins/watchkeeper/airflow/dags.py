@@ -31,7 +31,12 @@ Every day, for the logical date `ds` in the model's timezone ({tz}):
 2. **check_ingestion** and **check_features** run the Great Expectations suites
    `{ingestion}` and `{features}`; a failed expectation is a finding, recorded and
    alerted, not a crashed task; a suite GX cannot evaluate fails the task as a configuration error;
-3. **record_slis** writes the data-quality (ratio) and freshness (timeslice) SLIs.
+3. **drift** compares the batch with the trailing clean days (sudden change), **skew** with the
+   training set (slow drift), per feature and per segment, with Evidently's stat tests calibrated
+   to the batch size and corrected for the day's many comparisons; **predictions** watches the
+   score distribution, positive rate, class mix, stagnation, and feature coverage;
+4. **record_slis** writes the data-quality (ratio), freshness, prediction-stability and
+   feature-drift (timeslice) SLIs and re-evaluates the error budgets.
 
 Re-running a day replaces that day's results: the store ends as one clean run would leave it.
 Spec: `{spec_path}` · Reports: `WATCHKEEPER_HOME/reports/{name}/<ds>/`
@@ -100,8 +105,26 @@ def monitor_dag(spec: specmod.ModelSpec) -> DAG:
 
             return runtime.check(name, ds, "features", loaded)
 
+        @task(task_id="drift", multiple_outputs=False)
+        def drift(loaded: dict, ds=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.analyze_drift(name, ds, "drift")
+
+        @task(task_id="skew", multiple_outputs=False)
+        def skew(loaded: dict, ds=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.analyze_drift(name, ds, "skew")
+
+        @task(task_id="predictions", multiple_outputs=False)
+        def watch_predictions(loaded: dict, ds=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.analyze_predictions(name, ds)
+
         @task(task_id="record_slis", multiple_outputs=False, trigger_rule="none_failed")
-        def record_slis(loaded: dict, ingestion: dict, features: dict, ds=None) -> dict:
+        def record_slis(loaded: dict, ds=None) -> dict:
             from watchkeeper.airflow import runtime
 
             return runtime.record_slis(name, ds, loaded)
@@ -110,7 +133,10 @@ def monitor_dag(spec: specmod.ModelSpec) -> DAG:
         ing = check_ingestion(loaded)
         feat = check_features(loaded)
         ing >> feat  # the feature suite is only meaningful on data that passed the gate of ingestion
-        record_slis(loaded, ing, feat)
+        # The drift window is made of days whose checks ran, so the analyses follow the checks.
+        d, k, p = drift(loaded), skew(loaded), watch_predictions(loaded)
+        feat >> [d, k, p]
+        [ing, feat, d, k, p] >> record_slis(loaded)
     return dag
 
 

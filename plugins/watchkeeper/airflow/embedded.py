@@ -17,9 +17,10 @@ from pathlib import Path
 from watchkeeper import paths
 
 
-def configure(home: Path | None = None, dags_folder: Path | None = None) -> dict[str, str]:
+def configure(home: Path | None = None, dags_folder: Path | None = None,
+              airflow_dir: str = "airflow") -> dict[str, str]:
     home = Path(home) if home else paths.home()
-    airflow_home = home / "airflow"
+    airflow_home = home / airflow_dir
     airflow_home.mkdir(parents=True, exist_ok=True)
     env = {
         "WATCHKEEPER_HOME": str(home),

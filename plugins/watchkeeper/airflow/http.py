@@ -4,6 +4,9 @@ GET /watchkeeper/gates/{model}?scope=model|features answers like `watchkeeper ga
 HTTP 200 open, 409 closed, 503 inconclusive; 404 for an unknown model (listing the known ones).
 Every route requires the API server's authenticated user, and the decision is audited with that
 user's name.
+
+GET /watchkeeper/reports/{path} serves the reports site (WATCHKEEPER_HOME/reports) to signed-in
+users; a path that resolves outside that folder is refused (403).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_authenticated
 
@@ -36,3 +39,25 @@ def gate(model: str, user: GetUserDep, scope: Literal["model", "features"] = "mo
     # The status code carries the raw decision; `effective` says what the policy/override makes of it.
     code = 200 if d.effective == "open" else STATUS[d.decision]
     return JSONResponse(body, status_code=code)
+
+
+@app.get("/reports/{path:path}", dependencies=[Depends(requires_authenticated())])
+def reports(path: str) -> FileResponse:
+    """A file of the reports site; a folder answers with its index.html."""
+    from watchkeeper import paths
+
+    root = paths.reports_dir().resolve()
+    try:
+        target = (root / path).resolve()
+    except (OSError, ValueError):  # a NUL byte, a name too long: not a report either way
+        raise HTTPException(status_code=400, detail=f"not a report path: {path!r}") from None
+    # resolve() folds '..' and follows symlinks, so anything that ends up outside the folder
+    # (../../etc/passwd, an absolute path, a link out) is refused before any file is read.
+    if target != root and root not in target.parents:
+        raise HTTPException(status_code=403, detail=f"refused: {path!r} is outside the reports folder")
+    if target.is_dir():
+        target = target / "index.html"
+    if not target.is_file():
+        raise HTTPException(status_code=404, detail=f"no report at {path!r} (rebuild with "
+                                                    "`watchkeeper report`)")
+    return FileResponse(target)

@@ -61,3 +61,15 @@ def restate_quality(model: str, ds: str) -> dict:
     from watchkeeper import label_pipeline
 
     return label_pipeline.restate(get_spec(model), ds, _store(), resolver=conn_url)
+
+
+def analyze_drift(model: str, ds: str, kind: str) -> dict:
+    from watchkeeper import analysis
+
+    return analysis.analyze_drift(get_spec(model), ds, _store(), kind)
+
+
+def analyze_predictions(model: str, ds: str) -> dict:
+    from watchkeeper import analysis
+
+    return analysis.analyze_predictions(get_spec(model), ds, _store())

@@ -1,0 +1,284 @@
+"""The monitor DAG's analysis steps after the data checks: drift, skew, predictions, coverage.
+
+Shell around the pure `drift`, `predictions` and `coverage` modules: picks the references,
+caches what can be prepared once (the training set's prepared references live under
+WATCHKEEPER_HOME/state/<model>/, keyed by the training file and the spec), stores the numbers
+(wk_metric families 'drift', 'skew', 'prediction', 'coverage') and renders Evidently's pages.
+
+The alerting verdict stored as `drifted` needs both statistical and practical significance:
+the calibrated, multiplicity-corrected test of `watchkeeper.drift` (noise at this batch size is
+ruled out) AND Evidently's own threshold for the method (the shift is large enough to matter).
+On large daily batches a bootstrap test alone detects every slow, expected trend in a 7-day
+window; on small ones Evidently's fixed threshold alone fires on noise. Both verdicts and the
+statistical one are kept in the payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import date, timedelta
+from pathlib import Path
+
+from watchkeeper import paths
+from watchkeeper.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+DATASET = "__dataset__"
+DRIFT_BOOTSTRAP = 200  # the drift window is re-prepared daily: fewer replicates, POT tail fit
+
+
+def _render_pages(dataset_drift: bool) -> bool:
+    """Evidently pages cost seconds each; WATCHKEEPER_EVIDENTLY_PAGES=on_finding (the demo's
+    setting) renders them only for days with a finding, `always` (default) for every day."""
+    import os
+
+    mode = os.environ.get("WATCHKEEPER_EVIDENTLY_PAGES", "always")
+    return mode != "on_finding" or dataset_drift
+
+
+def _state(model: str) -> Path:
+    p = paths.home() / "state" / model
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _feature_specs(spec: ModelSpec):
+    from watchkeeper import drift
+
+    return [drift.FeatureSpec(f.name, f.kind, f.drift_method, f.drift_threshold) for f in spec.features]
+
+
+def _training(spec: ModelSpec):
+    from watchkeeper import sources
+
+    path = spec.resolve_path(spec.reference.training)
+    return sources.read_file(path).frame, path
+
+
+def _cache_key(spec: ModelSpec, path: Path, what: str) -> str:
+    st = path.stat()
+    raw = json.dumps([what, str(path), st.st_mtime_ns, st.st_size,
+                      [f.model_dump() for f in spec.features], spec.segments,
+                      spec.prediction.model_dump()], sort_keys=True)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _subject(row) -> str:
+    if not row.get("segment"):
+        return row["feature"]
+    return row["feature"] + "|" + ",".join(f"{k}={v}" for k, v in row["segment"].items())
+
+
+def _batch(spec: ModelSpec, ds: str):
+    import pandas as pd
+
+    from watchkeeper import monitor
+
+    p = monitor.batch_path(spec.name, ds)
+    return pd.read_parquet(p) if p.exists() else None
+
+
+# ----- drift and skew ---------------------------------------------------------------------------
+
+
+def skew_reference(spec: ModelSpec, rows_hint: int):
+    from watchkeeper import drift
+
+    train, path = _training(spec)
+    key = _cache_key(spec, path, "skew")
+    cached = _state(spec.name) / f"skew-{key}.pkl"
+    if cached.exists():
+        try:
+            return drift.PreparedReference.load(cached), train
+        except drift.PreparedReferenceError as err:
+            log.warning("re-preparing the skew reference: %s", err)
+    ref = drift.prepare_reference(train, _feature_specs(spec), name=f"{spec.name}-training",
+                                  segments=spec.segments, typical_batch_rows=rows_hint)
+    return ref, train
+
+
+def clean_window(spec: ModelSpec, ds: str, store, version: str | None) -> list[str]:
+    """The trailing clean days before ds: ingestion passed, no dataset-level drift, the same
+    model version. Looks back at most four windows' worth of days."""
+    stages = {(s.ds, s.stage): s for s in store.stage_results(spec.name)}
+    drift_days = {m.ds: m.payload for m in store.metrics(spec.name, "drift", as_known_on=ds)
+                  if m.subject == DATASET}
+    versions = {m.ds: m.payload.get("model_version") for m in store.metrics(spec.name, "drift",
+                as_known_on=ds) if m.subject == DATASET}
+    want = spec.drift.reference_days
+    out: list[str] = []
+    d = date.fromisoformat(ds)
+    for i in range(1, 4 * want + 1):
+        day = (d - timedelta(days=i)).isoformat()
+        ing = stages.get((day, "ingestion"))
+        if ing is None or not ing.success:
+            continue
+        if drift_days.get(day, {}).get("dataset_drift"):
+            continue
+        if version is not None and versions.get(day) not in (None, version):
+            break  # the window restarts when the model version changes
+        out.append(day)
+        if len(out) == want:
+            break
+    return sorted(out)
+
+
+def _version(spec: ModelSpec, frame) -> str | None:
+    col = spec.columns.model_version
+    if not col or col not in frame.columns or frame[col].dropna().empty:
+        return None
+    return str(frame[col].mode().iloc[0])
+
+
+def analyze_drift(spec: ModelSpec, ds: str, store, kind: str, features: list[str] | None = None) -> dict:
+    """Drift (against the trailing clean window) or skew (against the training set)."""
+    import pandas as pd
+
+    from watchkeeper import drift
+    from watchkeeper.store import MetricRecord
+
+    batch = _batch(spec, ds)
+    if batch is None:
+        _store_dataset(spec, ds, store, kind, {"not_run": "no batch staged for this day"})
+        return {"kind": kind, "not_run": "no batch staged for this day"}
+    version = _version(spec, batch)
+    if kind == "skew":
+        ref, ref_frame = skew_reference(spec, len(batch))
+        window = None
+    else:
+        window = clean_window(spec, ds, store, version)
+        if not window:
+            _store_dataset(spec, ds, store, kind, {
+                "reference_empty": True, "model_version": version,
+                "note": "no clean day in the trailing window yet: nothing to compare with"})
+            return {"kind": kind, "reference_empty": True}
+        ref_frame = pd.concat([f for d in window if (f := _batch(spec, d)) is not None],
+                              ignore_index=True)
+        ref = drift.prepare_reference(ref_frame, _feature_specs(spec), name=f"{spec.name}-{ds}-window",
+                                      segments=spec.segments, typical_batch_rows=len(batch),
+                                      n_bootstrap=DRIFT_BOOTSTRAP)
+    result = drift.compare(ref, batch, kind=kind, segments=spec.segments,
+                           min_segment_rows=spec.drift.min_segment_rows,
+                           daily_false_alarm_rate=spec.drift.daily_false_alarm_rate,
+                           features=features)
+    if kind == "skew":
+        try:  # keep the nulls computed for this batch size for the next days
+            ref.save(_state(spec.name) / f"skew-{_cache_key(spec, _training(spec)[1], 'skew')}.pkl")
+        except drift.DriftError as err:
+            log.warning("could not cache the skew reference: %s", err)
+    d = result.to_dict()
+    rows = []
+    for r in d["rows"]:
+        r["drifted_statistical"] = r["drifted"]
+        r["drifted"] = bool(r["drifted"]) and bool(r["evidently_drifted"])
+        rows.append(r)
+    whole = [r for r in rows if not r["segment"] and r["score"] is not None]
+    share = (sum(r["drifted"] for r in whole) / len(whole)) if whole else None
+    dataset = {
+        "share": share,
+        "dataset_drift": any(r["drifted"] for r in rows),
+        "evidently_share": d["evidently_share"],
+        "evidently_dataset_drift": d["evidently_dataset_drift"],
+        "problems": d["problems"],
+        "notes": d["notes"],
+        "n_current": d["n_current"],
+        "n_reference": d["n_reference"],
+        "reference_days": window,
+        "model_version": version,
+        "daily_false_alarm_rate": d["daily_false_alarm_rate"],
+        "correction": d["correction"],
+    }
+    page = paths.day_report_dir(spec.name, ds) / f"{kind}.html"
+    try:
+        if not _render_pages(dataset["dataset_drift"]):
+            raise _Skipped()
+        from watchkeeper import evidently_html
+
+        evidently_html.render_report(
+            ref_frame, batch, _feature_specs(spec), ref.methods, page,
+            title=f"{spec.name} {ds}: {kind} ({'trailing clean days ' + ', '.join(window) if window else 'training set'})",
+            thresholds=ref.thresholds)
+        dataset["report"] = str(page.relative_to(paths.reports_dir()))
+    except _Skipped:
+        page.unlink(missing_ok=True)
+    except Exception as err:  # noqa: BLE001 - the numbers are stored even when the page fails
+        dataset["report_error"] = f"{type(err).__name__}: {err}"
+        log.warning("%s %s %s report not rendered: %s", spec.name, ds, kind, err)
+    records = [MetricRecord(subject=_subject(r), value=r["score"], payload=r) for r in rows]
+    records.append(MetricRecord(subject=DATASET, value=share, payload=dataset))
+    store.write_metrics(spec.name, ds, kind, ds, records)
+    top = sorted((r for r in rows if r["drifted"]), key=lambda r: -(r["score"] or 0))[:5]
+    return {"kind": kind, "share": share, "dataset_drift": dataset["dataset_drift"],
+            "drifted": [_subject(r) for r in top]}
+
+
+class _Skipped(Exception):
+    pass
+
+
+def _store_dataset(spec, ds, store, kind, payload) -> None:
+    from watchkeeper.store import MetricRecord
+
+    store.write_metrics(spec.name, ds, kind, ds, [MetricRecord(subject=DATASET, value=None, payload=payload)])
+
+
+# ----- predictions and coverage -----------------------------------------------------------------
+
+
+def _prediction_baseline(spec: ModelSpec):
+    from watchkeeper import predictions
+
+    train, path = _training(spec)
+    cached = _state(spec.name) / f"prediction-baseline-{_cache_key(spec, path, 'pred')}.json"
+    if cached.exists():
+        return predictions.PredictionBaseline.from_dict(json.loads(cached.read_text()))
+    b = predictions.build_prediction_baseline(
+        train, task=spec.task, score_col=spec.prediction.score or spec.prediction.label,
+        label_col=spec.prediction.label if spec.task != "regression" else None,
+        item_col=spec.prediction.item, query_col=spec.prediction.query_group,
+        decision_threshold=spec.prediction.threshold)
+    cached.write_text(json.dumps(b.to_dict()))
+    return b
+
+
+def _coverage_reference(spec: ModelSpec):
+    from watchkeeper import coverage
+
+    train, path = _training(spec)
+    cached = _state(spec.name) / f"coverage-{_cache_key(spec, path, 'cov')}.json"
+    if cached.exists():
+        return coverage.CoverageReference.from_dict(json.loads(cached.read_text()))
+    ref = coverage.build_coverage_reference(train, categorical=spec.categorical, numerical=spec.numerical)
+    cached.write_text(json.dumps(ref.to_dict()))
+    return ref
+
+
+def analyze_predictions(spec: ModelSpec, ds: str, store) -> dict:
+    """Prediction monitors against the training baseline, and feature coverage."""
+    from watchkeeper import coverage, predictions
+    from watchkeeper.store import MetricRecord
+
+    batch = _batch(spec, ds)
+    if batch is None:
+        for fam in ("prediction", "coverage"):
+            _store_dataset(spec, ds, store, fam, {"not_run": "no batch staged for this day"})
+        return {"not_run": "no batch staged for this day"}
+    baseline = _prediction_baseline(spec)
+    history = [m.payload["summary"] for m in store.metrics(spec.name, "prediction", as_known_on=ds)
+               if m.subject == DATASET and m.ds < ds and m.payload.get("summary")]
+    rep = predictions.monitor_predictions(batch, baseline, history=history, ds=ds).to_dict()
+    records = [MetricRecord(subject=m["name"], value=m.get("value"), payload=m) for m in rep["monitors"]]
+    records.append(MetricRecord(subject=DATASET, value=None, payload={
+        "alert": any(m.get("alert") for m in rep["monitors"]), "summary": rep.get("summary"),
+        "problems": rep.get("problems", []), "n_rows": rep.get("n_rows")}))
+    cov = coverage.check_coverage(batch, _coverage_reference(spec)).to_dict()
+    cov_records = [MetricRecord(subject=DATASET, value=(cov.get("multivariate") or {}).get("value"),
+                                payload=cov)]
+    with store.transaction() as conn:
+        store.write_metrics(spec.name, ds, "prediction", ds, records, conn=conn)
+        store.write_metrics(spec.name, ds, "coverage", ds, cov_records, conn=conn)
+    return {"alerts": [m["name"] for m in rep["monitors"] if m.get("alert")],
+            "coverage_alert": bool(cov.get("alert"))}
