@@ -26,6 +26,9 @@ TARGETS = {
     "drift_ratio_vs_bare_evidently": "<= 0.25",
     "drift_verdicts_equal": "= 1",
     "drift_peak_rss_mb": "< 1500",
+    "gate_cli_seconds": "< 1 s",
+    "gate_decision_ms": "< 50 ms",
+    "reports_mb_demo_site": "< 300",
 }
 
 
@@ -52,6 +55,10 @@ def main() -> int:
         ("dag_parse", ["bench/dag_parse_bench.py"]),
         ("quality", ["bench/quality_bench.py"]),
         ("drift", ["bench/drift_bench.py"]),
+        ("alerts", ["bench/alerts_bench.py"]),
+        ("pushdown", ["bench/pushdown_bench.py"]),
+        ("reports", ["bench/reports_bench.py"]),
+        ("gate", ["bench/gate_bench.py"]),
     ]
     results_path = paths.home() / "bench" / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}

@@ -1,0 +1,85 @@
+"""Drift, skew, prediction monitors and coverage inside the monitor DAG (dag.test on a small
+demo world): the day-29 upstream bug is named by segment, the positive rate alerts, the history
+JSON carries the documented shape, and an empty reference window says so."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from watchkeeper import paths
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def fraud_small_segments(tmp_path, monkeypatch):
+    """fraud with a segment minimum fit for 2,000-row days (DE is ~300 rows a day)."""
+    spec = yaml.safe_load((paths.project_root() / "include/models/fraud.yaml").read_text())
+    spec["drift"] = {"min_segment_rows": 100}
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "fraud.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("WATCHKEEPER_MODELS_DIR", str(models))
+
+
+def _history(model):
+    from watchkeeper import history
+    from watchkeeper.spec import get_spec
+    from watchkeeper.store import open_store
+
+    return {d["ds"]: d for d in history.build(get_spec(model), open_store())}
+
+
+def test_day_29_is_named_by_segment_and_alerts_predictions(demo_home, small_demo, run_dag, fraud_small_segments):
+    for n in range(24, 30):
+        out = run_dag("fraud_monitor", small_demo.ds(n))
+        assert out.ok, out.tasks
+    h = _history("fraud")
+    first = h[small_demo.ds(24)]
+    assert first["drift"].get("reference_empty") is True  # the first day has nothing to compare with
+    day = h[small_demo.ds(29)]
+    drift = day["drift"]
+    assert drift["dataset_drift"] is True and set(drift) >= {"share", "dataset_drift", "features"}
+    rows = drift["features"]
+    keys = {"feature", "method", "score", "threshold", "drifted", "evidently_drifted", "segment"}
+    assert all(keys <= set(r) for r in rows)
+    amount_countries = {r["segment"]["country"] for r in rows
+                        if r["feature"] == "amount" and r["drifted"] and r["segment"]
+                        and "country" in r["segment"]}
+    assert amount_countries == {"DE"}, amount_countries
+    alerts = {p["monitor"] for p in day["predictions"] if p["alert"]}
+    assert "positive_rate" in alerts, day["predictions"]
+    assert "coverage" in day and "quality" in day
+    assert (paths.reports_dir() / "fraud" / small_demo.ds(29) / "drift.html").exists()
+    # a healthy day before: no drifted row against its window
+    assert not any(r["drifted"] for r in h[small_demo.ds(26)]["drift"]["features"])
+    assert day["slis"]["feature_drift"]["good"] is False
+    assert day["slis"]["prediction_stability"]["good"] is False
+
+
+def test_missing_feature_is_a_finding_and_others_are_measured(demo_home, small_demo, run_dag, tmp_path, monkeypatch):
+    import pandas as pd
+
+    spec = yaml.safe_load((paths.project_root() / "include/models/eta.yaml").read_text())
+    data = tmp_path / "data"
+    data.mkdir()
+    spec["source"]["path"] = str(data / "ds={ds}.parquet")
+    spec["landing"] = {"kind": "none"}
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "eta.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("WATCHKEEPER_MODELS_DIR", str(models))
+    src = small_demo.home / "demo/eta/predictions"
+    for n in (2, 3):
+        ds = small_demo.ds(n)
+        frame = pd.read_parquet(src / f"ds={ds}.parquet")
+        if n == 3:
+            frame = frame.drop(columns=["weather"]).assign(courier_tenure=None)
+        frame.to_parquet(data / f"ds={ds}.parquet")
+        assert run_dag("eta_monitor", ds).ok
+    skew = _history("eta")[small_demo.ds(3)]["skew"]
+    problems = {p["feature"]: p["message"] for p in skew.get("problems", [])}
+    assert "weather" in problems and "courier_tenure" in problems, skew
+    measured = {r["feature"] for r in skew["features"] if r["score"] is not None}
+    assert {"distance_km", "items", "hour"} <= measured
