@@ -57,6 +57,19 @@ def test_day_29_is_named_by_segment_and_alerts_predictions(demo_home, small_demo
     assert day["slis"]["feature_drift"]["good"] is False
     assert day["slis"]["prediction_stability"]["good"] is False
 
+    # the team channel (no Slack configured: the outbox file) heard about it, once
+    import json
+
+    outbox = paths.home() / "alerts" / "outbox.jsonl"
+    lines = [json.loads(x) for x in outbox.read_text().splitlines()]
+    day29 = [m for m in lines if m["ds"] == small_demo.ds(29)]
+    kinds = {m["kind"] for m in day29}
+    assert {"expectation_failed", "drift", "prediction_anomaly"} <= kinds, kinds
+    assert all({"model", "kind", "severity", "ds", "dedupe_key", "text", "blocks"} <= set(m) for m in day29)
+    assert len({m["dedupe_key"] for m in lines}) == len(lines)
+    assert run_dag("fraud_monitor", small_demo.ds(29)).ok  # a re-run adds no line
+    assert len(outbox.read_text().splitlines()) == len(lines)
+
 
 def test_missing_feature_is_a_finding_and_others_are_measured(demo_home, small_demo, run_dag, tmp_path, monkeypatch):
     import pandas as pd

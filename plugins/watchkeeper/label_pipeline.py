@@ -136,7 +136,8 @@ def load_predictions(spec: ModelSpec, days: list[str], resolver=None):
             missing.append(d)
             continue
         keep = [c for c in cols if c in f.columns]
-        frames.append(f[keep].assign(ds=d))
+        if len(f):
+            frames.append(f[keep].assign(ds=d))
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*cols, "ds"])
     return frame.rename(columns={spec.columns.id: "id"}), missing
 

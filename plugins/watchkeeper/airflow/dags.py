@@ -36,7 +36,9 @@ Every day, for the logical date `ds` in the model's timezone ({tz}):
    to the batch size and corrected for the day's many comparisons; **predictions** watches the
    score distribution, positive rate, class mix, stagnation, and feature coverage;
 4. **record_slis** writes the data-quality (ratio), freshness, prediction-stability and
-   feature-drift (timeslice) SLIs and re-evaluates the error budgets.
+   feature-drift (timeslice) SLIs and re-evaluates the error budgets;
+5. **alert** turns the day's findings into Slack messages (outbox, deduplicated per model, kind,
+   subject and day) and delivers what is pending.
 
 Re-running a day replaces that day's results: the store ends as one clean run would leave it.
 Spec: `{spec_path}` · Reports: `WATCHKEEPER_HOME/reports/{name}/<ds>/`
@@ -136,7 +138,15 @@ def monitor_dag(spec: specmod.ModelSpec) -> DAG:
         # The drift window is made of days whose checks ran, so the analyses follow the checks.
         d, k, p = drift(loaded), skew(loaded), watch_predictions(loaded)
         feat >> [d, k, p]
-        [ing, feat, d, k, p] >> record_slis(loaded)
+        @task(task_id="alert", multiple_outputs=False)
+        def alert(slis: dict, ds=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.raise_and_deliver(name, ds, "monitor")
+
+        rs = record_slis(loaded)
+        [ing, feat, d, k, p] >> rs
+        alert(rs)
     return dag
 
 
@@ -185,7 +195,13 @@ def labels_dag(spec: specmod.ModelSpec) -> DAG:
 
             return runtime.restate_quality(name, ds)
 
-        restate_quality(ingest_labels())
+        @task(task_id="alert", multiple_outputs=False)
+        def alert(restated: dict, ds=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.raise_and_deliver(name, ds, "labels")
+
+        alert(restate_quality(ingest_labels()))
     return dag
 
 

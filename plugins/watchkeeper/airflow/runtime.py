@@ -73,3 +73,23 @@ def analyze_predictions(model: str, ds: str) -> dict:
     from watchkeeper import analysis
 
     return analysis.analyze_predictions(get_spec(model), ds, _store())
+
+
+def _slack_resolver(conn_id: str):
+    from airflow.sdk import BaseHook
+
+    from watchkeeper import alerts
+
+    c = BaseHook.get_connection(conn_id)
+    return alerts.credentials_from_connection(c.conn_type, c.password, host=c.host, schema=c.schema,
+                                              extra=c.extra_dejson, conn_id=conn_id)
+
+
+def raise_and_deliver(model: str, ds: str, which: str) -> dict:
+    """Enqueue the day's alerts (idempotent), then send what is pending."""
+    from watchkeeper import day_alerts
+
+    spec, store = get_spec(model), _store()
+    raised = day_alerts.raise_for(spec, ds, store, which)
+    delivered = day_alerts.deliver(spec, store, resolver=_slack_resolver)
+    return {"raised": raised, "delivered": delivered}
