@@ -32,7 +32,7 @@ def load(model: str, ds: str) -> dict:
 
 def check(model: str, ds: str, stage: str, loaded: dict) -> dict:
     try:
-        return monitor.check(get_spec(model), ds, stage, _store(), loaded)
+        return monitor.check(get_spec(model), ds, stage, _store(), loaded, resolver=conn_url)
     except monitor.ConfigurationError as err:
         # Retrying cannot fix a suite; fail now, with the message the owner needs.
         raise AirflowFailException(f"configuration error in model {model!r}: {err}") from None
