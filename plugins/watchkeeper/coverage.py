@@ -58,6 +58,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+
+from watchkeeper.jsonable import jsonable
 from scipy import stats
 
 SCHEMA_VERSION = 1
@@ -594,22 +596,4 @@ def _examples(index: pd.Index, k: int = 5) -> list[Any]:
     return [_jsonable(v) for v in list(index[:k])]
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, pd.Timestamp):
-        return obj.isoformat()
-    if obj is None or isinstance(obj, str):
-        return obj
-    return str(obj)
+_jsonable = jsonable  # one encoder for every core module (watchkeeper.jsonable)

@@ -71,7 +71,8 @@ def _add_drift(model: str, store, day) -> None:
             if m.subject == DATASET:
                 entry["share"] = p.get("share")
                 entry["dataset_drift"] = bool(p.get("dataset_drift"))
-                for k in ("reference_empty", "not_run", "report", "reference_days", "problems"):
+                for k in ("reference_empty", "not_run", "report", "reference_days", "problems",
+                          "any_drift"):
                     if p.get(k):
                         entry[k] = p[k]
             else:

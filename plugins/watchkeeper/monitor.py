@@ -324,12 +324,12 @@ def _analysis_slis(spec: ModelSpec, ds: str, store) -> list:
     drift_d, skew_d = dataset("drift"), dataset("skew")
     measured = [d for d in (drift_d, skew_d) if d is not None and "share" in d]
     if measured:
-        bad = any(d.get("dataset_drift") for d in measured)
+        bad = any(d.get("any_drift") for d in measured)
         out.append(SliRecord(ds=ds, sli="feature_drift",
                              value=max((d.get("share") or 0.0) for d in measured), good=not bad,
                              good_events=float(not bad), total_events=1.0,
-                             details={"drift": (drift_d or {}).get("dataset_drift"),
-                                      "skew": (skew_d or {}).get("dataset_drift")}))
+                             details={"drift": (drift_d or {}).get("any_drift"),
+                                      "skew": (skew_d or {}).get("any_drift")}))
     return out
 
 

@@ -92,6 +92,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+
+from watchkeeper.jsonable import jsonable
 from scipy import stats
 
 Task = Literal["binary_classification", "multiclass_classification", "regression", "ranking"]
@@ -1177,23 +1179,4 @@ def _seed(text: str) -> int:
     return zlib.crc32(text.encode())
 
 
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types only: numpy scalars unwrapped, NaN/inf -> None, tuples -> lists."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, pd.Timestamp):
-        return obj.isoformat()
-    if obj is None or isinstance(obj, str):
-        return obj
-    return str(obj)
+_jsonable = jsonable  # one encoder for every core module (watchkeeper.jsonable)
