@@ -36,6 +36,10 @@ def _seed(model: str, bad_fresh_days: int, days: int = 28) -> None:
                       total_events=50.0),
             # model quality: mature and healthy except the newest (provisional) days
             SliRecord(ds=ds, sli=quality_sli, value=quality_ok, provisional=i <= 5),
+            SliRecord(ds=ds, sli="prediction_stability", value=0.0, good=True, good_events=1.0,
+                      total_events=1.0),
+            SliRecord(ds=ds, sli="feature_drift", value=0.0, good=True, good_events=1.0,
+                      total_events=1.0),
         ])
         budgets.evaluate(spec, ds, store)
 

@@ -80,8 +80,10 @@ def labels_findings(spec: ModelSpec, ds: str, store):
     """Concept drift and quality below its SLO, for prediction-days that matured on this run."""
     from watchkeeper import alerts_messages as am
 
-    quality, concept = [], None
+    concept = None
     thresholds = {s.sli: s for s in spec.slos if s.quality and s.threshold is not None}
+    # One finding per SLI and labels run: the newest prediction-day that is mature as known on ds.
+    newest: dict[str, object] = {}
     for m in store.metrics(spec.name, "quality", as_known_on=ds):
         if m.known_on != ds or m.payload.get("provisional"):
             continue
@@ -91,15 +93,16 @@ def labels_findings(spec: ModelSpec, ds: str, store):
             if v is None:
                 continue
             below = v < slo.threshold if slo.direction == "at_least" else v > slo.threshold
-            quality.append(am.QualityFinding(name=sli, value=v, threshold=slo.threshold, below=below,
-                                             mature=True, direction=slo.direction,
-                                             coverage=p.get("coverage")))
+            newest[sli] = am.QualityFinding(name=sli, value=v, threshold=slo.threshold, below=below,
+                                            mature=True, direction=slo.direction,
+                                            coverage=p.get("coverage"))
         if p.get("concept_drift"):
             detail = p.get("concept_drift_detail") or {}
             concept = am.ConceptDriftFinding(
                 suspected=True, message=detail.get("reason", ""),
                 evidence={k: v for k, v in (p.get("metrics") or {}).items()
                           if k in ("accuracy", "precision", "recall", "f1")})
+    quality = list(newest.values())
     return am.DayFindings(quality=quality or None, concept_drift=concept,
                           budgets=_budgets(spec, ds, store), gate=_gate_transition(spec, ds, store))
 

@@ -38,7 +38,8 @@ Every day, for the logical date `ds` in the model's timezone ({tz}):
 4. **record_slis** writes the data-quality (ratio), freshness, prediction-stability and
    feature-drift (timeslice) SLIs and re-evaluates the error budgets;
 5. **alert** turns the day's findings into Slack messages (outbox, deduplicated per model, kind,
-   subject and day) and delivers what is pending.
+   subject and day) and delivers what is pending;
+6. **report** rebuilds the reviewers' site: the index, this model's page and this day's page.
 
 Re-running a day replaces that day's results: the store ends as one clean run would leave it.
 Spec: `{spec_path}` · Reports: `WATCHKEEPER_HOME/reports/{name}/<ds>/`
@@ -144,9 +145,15 @@ def monitor_dag(spec: specmod.ModelSpec) -> DAG:
 
             return runtime.raise_and_deliver(name, ds, "monitor")
 
+        @task(task_id="report", multiple_outputs=False, trigger_rule="all_done")
+        def report(ds=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.build_reports(name, ds)
+
         rs = record_slis(loaded)
         [ing, feat, d, k, p] >> rs
-        alert(rs)
+        alert(rs) >> report()
     return dag
 
 
@@ -201,7 +208,13 @@ def labels_dag(spec: specmod.ModelSpec) -> DAG:
 
             return runtime.raise_and_deliver(name, ds, "labels")
 
-        alert(restate_quality(ingest_labels()))
+        @task(task_id="report", multiple_outputs=False, trigger_rule="all_done")
+        def report(ds=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.build_reports(name, ds)
+
+        alert(restate_quality(ingest_labels())) >> report()
     return dag
 
 

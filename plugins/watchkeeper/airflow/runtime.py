@@ -93,3 +93,13 @@ def raise_and_deliver(model: str, ds: str, which: str) -> dict:
     raised = day_alerts.raise_for(spec, ds, store, which)
     delivered = day_alerts.deliver(spec, store, resolver=_slack_resolver)
     return {"raised": raised, "delivered": delivered}
+
+
+def build_reports(model: str, ds: str) -> dict:
+    """Rebuild the reviewers' site cheaply: the index, the model page and this day's page."""
+    from watchkeeper import reports
+
+    b = reports.build_site(_store(), [get_spec(model)], days=[ds])
+    return {"index": str(b.index), "day_pages": [str(p) for p in b.day_pages],
+            "triage_pages": [str(p) for p in b.triage_pages], "problems": b.problems,
+            "seconds": round(b.seconds, 2)}
