@@ -127,7 +127,12 @@ def main(end: str | None = None, rows_per_day: int = 20000, fresh: bool = True) 
            "WATCHKEEPER_EVIDENTLY_PAGES": os.environ.get("WATCHKEEPER_EVIDENTLY_PAGES", "on_finding")}
     procs = [subprocess.Popen([sys.executable, "-m", "watchkeeper.demo_runner", "model", s.name,
                                days[0], days[-1]], env=env) for s in specs]
-    failures = sum(p.wait() != 0 for p in procs)
+    try:
+        failures = sum(p.wait() != 0 for p in procs)
+    finally:  # an interrupted demo must not leave its workers running
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
 
     print("\nDeployments, each behind its error-budget gate:", flush=True)
     os.environ.update(env)
