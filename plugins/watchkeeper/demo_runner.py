@@ -124,7 +124,8 @@ def main(end: str | None = None, rows_per_day: int = 20000, fresh: bool = True) 
 
     open_store()  # migrate once, before the workers race to
     env = {**os.environ, "WATCHKEEPER_HOME": str(home),
-           "WATCHKEEPER_EVIDENTLY_PAGES": os.environ.get("WATCHKEEPER_EVIDENTLY_PAGES", "on_finding")}
+           "WATCHKEEPER_EVIDENTLY_PAGES": os.environ.get("WATCHKEEPER_EVIDENTLY_PAGES", "on_finding"),
+           "WATCHKEEPER_SITE_REBUILD": os.environ.get("WATCHKEEPER_SITE_REBUILD", "end")}
     procs = [subprocess.Popen([sys.executable, "-m", "watchkeeper.demo_runner", "model", s.name,
                                days[0], days[-1]], env=env) for s in specs]
     try:
@@ -149,6 +150,14 @@ def main(end: str | None = None, rows_per_day: int = 20000, fresh: bool = True) 
         for r in d.reasons:
             if r.get("verdict") != "open":
                 print(f"           - {r['slo']}: {r.get('text')}")
+    from watchkeeper import reports
+
+    t1 = time.monotonic()
+    build = reports.build_site(store, specs)
+    print(f"\nReviewers' site: {len(build.day_pages)} day pages, {len(build.triage_pages)} triage "
+          f"pages ({time.monotonic() - t1:.0f} s)")
+    for p in build.problems:
+        print(f"  site problem: {p}")
     print()
     print(f"Demo finished in {time.monotonic() - t0:.0f} s.")
     print(f"  store:    {store.url}")

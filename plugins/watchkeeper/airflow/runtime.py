@@ -96,8 +96,16 @@ def raise_and_deliver(model: str, ds: str, which: str) -> dict:
 
 
 def build_reports(model: str, ds: str) -> dict:
-    """Rebuild the reviewers' site cheaply: the index, the model page and this day's page."""
+    """Rebuild the reviewers' site cheaply: the index, the model page and this day's page.
+
+    WATCHKEEPER_SITE_REBUILD=end (the demo's setting) leaves it to one full build at the end.
+    """
+    import os
+
     from watchkeeper import reports
+
+    if os.environ.get("WATCHKEEPER_SITE_REBUILD") == "end":
+        return {"skipped": "WATCHKEEPER_SITE_REBUILD=end: the site is built once when the run ends"}
 
     b = reports.build_site(_store(), [get_spec(model)], days=[ds])
     return {"index": str(b.index), "day_pages": [str(p) for p in b.day_pages],
