@@ -296,15 +296,7 @@ def run_suite_in_database(day: TableDay, suite: Suite, *, stage: str, model: str
     """
     params = dict(parameters or {})
     pii = frozenset(pii_columns)
-    missing_params = sorted(suite.parameters - set(params))
-    if missing_params:
-        users = [e for e in suite.expectations if set(e.parameters) & set(missing_params)]
-        first = users[0]
-        raise SuiteConfigError(
-            suite.source,
-            f"no value for $PARAMETER {', '.join(missing_params)} "
-            f"(run_suite_in_database got: {', '.join(sorted(params)) or 'no parameters'})",
-            index=first.index, expectation_type=first.type, column=first.column)
+    quality.require_parameters(suite, params, "run_suite_in_database")
 
     shape = _shape(day, model or day.table)
     frame, dtypes = shape.frame, shape.frame.dtypes

@@ -545,6 +545,19 @@ _SKIP_KWARGS = {"column", "result_format", "catch_exceptions", "meta", "conditio
                 "row_condition"}
 
 
+def require_parameters(suite: Suite, params: Mapping[str, Any], caller: str) -> None:
+    """SuiteConfigError naming the first expectation whose $PARAMETER has no value."""
+    missing_params = sorted(suite.parameters - set(params))
+    if missing_params:
+        users = [e for e in suite.expectations if set(e.parameters) & set(missing_params)]
+        first = users[0]
+        raise SuiteConfigError(
+            suite.source,
+            f"no value for $PARAMETER {', '.join(missing_params)} "
+            f"({caller} got: {', '.join(sorted(params)) or 'no parameters'})",
+            index=first.index, expectation_type=first.type, column=first.column)
+
+
 def run_suite(df: pd.DataFrame, suite: Suite, *, stage: str,
               parameters: Mapping[str, Any] | None = None,
               pii_columns: Iterable[str] = frozenset()) -> StageResult:
@@ -558,15 +571,7 @@ def run_suite(df: pd.DataFrame, suite: Suite, *, stage: str,
         raise TypeError(f"run_suite needs a pandas DataFrame, got {type(df).__name__}")
     params = dict(parameters or {})
     pii = frozenset(pii_columns)
-    missing_params = sorted(suite.parameters - set(params))
-    if missing_params:
-        users = [e for e in suite.expectations if set(e.parameters) & set(missing_params)]
-        first = users[0]
-        raise SuiteConfigError(
-            suite.source,
-            f"no value for $PARAMETER {', '.join(missing_params)} "
-            f"(run_suite got: {', '.join(sorted(params)) or 'no parameters'})",
-            index=first.index, expectation_type=first.type, column=first.column)
+    require_parameters(suite, params, "run_suite")
 
     present = set(df.columns)
     # A column name that appears twice cannot be checked (pandas cannot say which is meant);

@@ -64,6 +64,25 @@ def _start(spec: specmod.ModelSpec) -> datetime:
     return DEFAULT_START
 
 
+def _alert_and_report(name: str, which: str, upstream) -> None:
+    """The tail both daily DAGs share: alert on the day's findings, then rebuild the site (even
+    when alerting failed: reviewers still need the pages)."""
+
+    @task(task_id="alert", multiple_outputs=False)
+    def alert(_upstream: dict, ds=None) -> dict:
+        from watchkeeper.airflow import runtime
+
+        return runtime.raise_and_deliver(name, ds, which)
+
+    @task(task_id="report", multiple_outputs=False, trigger_rule="all_done")
+    def report(ds=None) -> dict:
+        from watchkeeper.airflow import runtime
+
+        return runtime.build_reports(name, ds)
+
+    alert(upstream) >> report()
+
+
 def monitor_dag(spec: specmod.ModelSpec) -> DAG:
     name = spec.name
     doc = MONITOR_DOC.format(
@@ -139,21 +158,9 @@ def monitor_dag(spec: specmod.ModelSpec) -> DAG:
         # The drift window is made of days whose checks ran, so the analyses follow the checks.
         d, k, p = drift(loaded), skew(loaded), watch_predictions(loaded)
         feat >> [d, k, p]
-        @task(task_id="alert", multiple_outputs=False)
-        def alert(slis: dict, ds=None) -> dict:
-            from watchkeeper.airflow import runtime
-
-            return runtime.raise_and_deliver(name, ds, "monitor")
-
-        @task(task_id="report", multiple_outputs=False, trigger_rule="all_done")
-        def report(ds=None) -> dict:
-            from watchkeeper.airflow import runtime
-
-            return runtime.build_reports(name, ds)
-
         rs = record_slis(loaded)
         [ing, feat, d, k, p] >> rs
-        alert(rs) >> report()
+        _alert_and_report(name, "monitor", rs)
     return dag
 
 
@@ -202,19 +209,7 @@ def labels_dag(spec: specmod.ModelSpec) -> DAG:
 
             return runtime.restate_quality(name, ds)
 
-        @task(task_id="alert", multiple_outputs=False)
-        def alert(restated: dict, ds=None) -> dict:
-            from watchkeeper.airflow import runtime
-
-            return runtime.raise_and_deliver(name, ds, "labels")
-
-        @task(task_id="report", multiple_outputs=False, trigger_rule="all_done")
-        def report(ds=None) -> dict:
-            from watchkeeper.airflow import runtime
-
-            return runtime.build_reports(name, ds)
-
-        alert(restate_quality(ingest_labels())) >> report()
+        _alert_and_report(name, "labels", restate_quality(ingest_labels()))
     return dag
 
 
