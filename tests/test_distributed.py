@@ -615,7 +615,14 @@ def test_celery_deployment_runs_the_dags_and_answers_the_gate(deployment, small_
             print(f"  celery worker {t['hostname']} queue {t['queue']}: {d} {ds} "
                   f"{t['task_id']}{mapped} {t['state']} ({t['duration'] or 0:.1f} s)")
     n_tis = sum(len(v) for v in tis.values())
-    succeeded = len(re.findall(r"Task execute_workload\[[^\]]+\] succeeded", worker_log))
+    # The worker logs "succeeded" after it reports the state: the last line may trail the API.
+    deadline = time.monotonic() + 60
+    while True:
+        worker_log = dep.log("celery-worker").read_text(errors="replace")
+        succeeded = len(re.findall(r"Task execute_workload\[[^\]]+\] succeeded", worker_log))
+        if succeeded >= n_tis or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert succeeded >= n_tis, (succeeded, n_tis, worker_log[-3000:])
     print(f"  celery worker log: {len(executed)} workloads executed, {succeeded} succeeded, "
           f"for {n_tis} task instances")
