@@ -68,7 +68,9 @@ def _gate_transition(spec, ds, store):
     for scope in ("model",):
         now = gatekeeper.ask(spec.name, scope, as_of=ds, store=store, record=False)
         before = gatekeeper.ask(spec.name, scope, as_of=prev_ds, store=store, record=False)
-        if now.decision != before.decision:
+        # Only closing and reopening are events: a gate that becomes decidable (inconclusive ->
+        # open, e.g. once enough labelled days matured) was never closed.
+        if now.decision != before.decision and "closed" in (now.decision, before.decision):
             out.append(am.GateTransition(
                 scope=scope, previous=before.decision, now=now.decision,
                 reasons=tuple(f"{r['slo']}: {r.get('text')}" for r in now.reasons
