@@ -152,10 +152,12 @@ def main(end: str | None = None, rows_per_day: int = 20000, fresh: bool = True) 
                 print(f"           - {r['slo']}: {r.get('text')}")
     from watchkeeper import reports
 
+    # Each worker built its model's pages; the index (and the deploy-day pages) are rebuilt here,
+    # now that the deployments and gate decisions are in.
     t1 = time.monotonic()
-    build = reports.build_site(store, specs)
-    print(f"\nReviewers' site: {len(build.day_pages)} day pages, {len(build.triage_pages)} triage "
-          f"pages ({time.monotonic() - t1:.0f} s)")
+    build = reports.build_site(store, specs, days=[days[-1]])
+    print(f"\nReviewers' site: index and {len(specs)} model pages rebuilt "
+          f"({time.monotonic() - t1:.0f} s)")
     for p in build.problems:
         print(f"  site problem: {p}")
     print()
@@ -188,6 +190,13 @@ def run_model(model: str, first: str, last: str) -> int:
                 outcome.tasks.update(lab.tasks)
                 outcome.state = lab.state
         print(day_line(model, ds, outcome, store), flush=True)
+    # This model's pages, built here so the models' workers share the cores for it too.
+    from watchkeeper import reports
+
+    t0 = time.monotonic()
+    build = reports.build_site(store, [spec])
+    print(f"{model:<6} reviewers' site: {len(build.day_pages)} day pages, "
+          f"{len(build.triage_pages)} triage pages ({time.monotonic() - t0:.0f} s)", flush=True)
     return 1 if bad else 0
 
 
