@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 
 DATASET = "__dataset__"
 DATASET_DRIFT_SHARE = 0.5
-DRIFT_BOOTSTRAP = 120  # the drift window is re-prepared daily: fewer replicates, POT tail fit
-# (120 keeps 12 exceedances above the null's 90th percentile for the tail fit, 10 are needed)
+DRIFT_BOOTSTRAP = 200  # the drift window is re-prepared daily: the core's minimum (POT tail fit)
 
 
 def _render_pages(dataset_drift: bool) -> bool:
