@@ -88,17 +88,18 @@ def _batch(spec: ModelSpec, ds: str):
 def skew_reference(spec: ModelSpec, rows_hint: int):
     from watchkeeper import drift
 
+    """The prepared training-set reference (cached on disk), the training frame (for the page),
+    and where the cache lives (the caller saves nulls computed for new batch sizes there)."""
     train, path = _training(spec)
-    key = _cache_key(spec, path, "skew")
-    cached = _state(spec.name) / f"skew-{key}.pkl"
+    cached = _state(spec.name) / f"skew-{_cache_key(spec, path, 'skew')}.pkl"
     if cached.exists():
         try:
-            return drift.PreparedReference.load(cached), train
+            return drift.PreparedReference.load(cached), train, cached
         except drift.PreparedReferenceError as err:
             log.warning("re-preparing the skew reference: %s", err)
     ref = drift.prepare_reference(train, _feature_specs(spec), name=f"{spec.name}-training",
                                   segments=spec.segments, typical_batch_rows=rows_hint)
-    return ref, train
+    return ref, train, cached
 
 
 def clean_window(spec: ModelSpec, ds: str, store, version: str | None) -> list[str]:
@@ -148,7 +149,7 @@ def analyze_drift(spec: ModelSpec, ds: str, store, kind: str, features: list[str
         return {"kind": kind, "not_run": "no batch staged for this day"}
     version = _version(spec, batch)
     if kind == "skew":
-        ref, ref_frame = skew_reference(spec, len(batch))
+        ref, ref_frame, skew_cache = skew_reference(spec, len(batch))
         window = None
     else:
         window = clean_window(spec, ds, store, version)
@@ -168,7 +169,7 @@ def analyze_drift(spec: ModelSpec, ds: str, store, kind: str, features: list[str
                            features=features)
     if kind == "skew":
         try:  # keep the nulls computed for this batch size for the next days
-            ref.save(_state(spec.name) / f"skew-{_cache_key(spec, _training(spec)[1], 'skew')}.pkl")
+            ref.save(skew_cache)
         except drift.DriftError as err:
             log.warning("could not cache the skew reference: %s", err)
     d = result.to_dict()

@@ -85,7 +85,6 @@ def ingest(spec: ModelSpec, ds: str, resolver=None) -> dict:
     # Duplicates and conflicts are judged against the labels still in play (the last window).
     earlier = _days_back(ds, ls.max_delay_days + 1)[:-1]
     known = read_history(spec.name, earlier)
-    extra = [c for c in _outcome_columns(spec) if raw is not None and c in raw.columns]
     if raw is None:
         clean, issues = lab.empty_history(), lab.LabelIssues()
     else:
@@ -100,8 +99,7 @@ def ingest(spec: ModelSpec, ds: str, resolver=None) -> dict:
         {"issues": all_issues, "notes": notes, "received": 0 if raw is None else len(raw),
          "valid": len(clean)}, default=str), encoding="utf-8")
     return {"model": spec.name, "ds": ds, "received": 0 if raw is None else len(raw),
-            "valid": len(clean), "issues": all_issues, "notes": notes,
-            "ignored_columns": extra}
+            "valid": len(clean), "issues": all_issues, "notes": notes}
 
 
 def _outcome_columns(spec: ModelSpec) -> list[str]:

@@ -49,7 +49,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from watchkeeper.performance import normalize_task
+from watchkeeper.performance import _plain, normalize_task
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -273,21 +273,6 @@ class JoinResult:
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def _plain(v: Any) -> Any:
-    """numpy / pandas scalars to JSON-ready Python values (NaN -> None)."""
-    if v is None:
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return None if np.isnan(v) else float(v)
-    if isinstance(v, pd.Timestamp):
-        return None if pd.isna(v) else v.isoformat()
-    return v
 
 
 def _check_ds(value: Any, name: str) -> str:
