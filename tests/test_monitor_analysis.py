@@ -4,6 +4,8 @@ JSON carries the documented shape, and an empty reference window says so."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -35,6 +37,30 @@ def test_day_29_is_named_by_segment_and_alerts_predictions(demo_home, small_demo
     for n in range(24, 30):
         out = run_dag("fraud_monitor", small_demo.ds(n))
         assert out.ok, out.tasks
+    # drift and skew ran as one mapped task per feature group (7 features, 4 per task), merged
+    for kind in ("drift", "skew"):
+        assert {t: s for t, s in out.tasks.items() if t.startswith(kind)} == {
+            f"{kind}_features[0]": "success", f"{kind}_features[1]": "success", kind: "success"}
+    # ... and the merged groups store exactly what one compare over all features stores
+    from watchkeeper import analysis
+    from watchkeeper.spec import get_spec
+    from watchkeeper.store import open_store
+
+    store = open_store()
+
+    def stored(kind):
+        return sorted((m.subject, m.value, json.dumps(m.payload, sort_keys=True, default=str))
+                      for m in store.metrics("fraud", kind) if m.ds == small_demo.ds(29))
+
+    mapped = {k: stored(k) for k in ("drift", "skew")}
+    for kind in ("drift", "skew"):
+        analysis.analyze_drift(get_spec("fraud"), small_demo.ds(29), store, kind)
+    single = {k: stored(k) for k in ("drift", "skew")}
+    for kind in ("drift", "skew"):
+        assert len(mapped[kind]) == len(single[kind]) > 10
+        assert [r[:2] for r in mapped[kind]] == [r[:2] for r in single[kind]], kind
+        assert [json.loads(r[2]).get("drifted") for r in mapped[kind]] == \
+               [json.loads(r[2]).get("drifted") for r in single[kind]], kind
     h = _history("fraud")
     first = h[small_demo.ds(24)]
     assert first["drift"].get("reference_empty") is True  # the first day has nothing to compare with
@@ -58,8 +84,6 @@ def test_day_29_is_named_by_segment_and_alerts_predictions(demo_home, small_demo
     assert day["slis"]["prediction_stability"]["good"] is False
 
     # the team channel (no Slack configured: the outbox file) heard about it, once
-    import json
-
     outbox = paths.home() / "alerts" / "outbox.jsonl"
     lines = [json.loads(x) for x in outbox.read_text().splitlines()]
     day29 = [m for m in lines if m["ds"] == small_demo.ds(29)]

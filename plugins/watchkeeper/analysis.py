@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -57,6 +58,14 @@ def _training(spec: ModelSpec):
 
     path = spec.resolve_path(spec.reference.training)
     return sources.read_file(path).frame, path
+
+
+def reference_unavailable(spec: ModelSpec, err) -> str:
+    """Why the analyses against the training set did not run (chaos suite: a missing reference
+    dataset). Stored as the day's `not_run` so the data checks and SLIs of the day still run and
+    the reader sees which file and which spec field; retrying the task could not bring it back."""
+    return (f"reference dataset unavailable: {err.location}: {err.reason} (reference.training "
+            f"in {Path(spec.spec_path).name}); restore the file, then re-run the day")
 
 
 def _cache_key(spec: ModelSpec, path: Path, what: str) -> str:
@@ -136,31 +145,56 @@ def _version(spec: ModelSpec, frame) -> str | None:
     return str(frame[col].mode().iloc[0])
 
 
-def analyze_drift(spec: ModelSpec, ds: str, store, kind: str, features: list[str] | None = None) -> dict:
-    """Drift (against the trailing clean window) or skew (against the training set)."""
+@dataclass
+class DriftPart:
+    """One feature group's comparison for a day: what a mapped drift/skew task leaves in shared
+    storage for the merging task (never XCom: a result holds every row and segment)."""
+
+    kind: str
+    features: list[str] | None
+    result: object  # drift.DriftResult
+    methods: dict
+    thresholds: dict
+    window: list[str] | None
+    version: str | None
+
+
+def parts_dir(model: str, ds: str, kind: str) -> Path:
+    return paths.home() / "state" / model / "parts" / ds / kind
+
+
+def _group_name(index: int) -> str:
+    return f"group-{index:02d}.pkl"
+
+
+def compare_part(spec: ModelSpec, ds: str, store, kind: str,
+                 features: list[str] | None = None) -> DriftPart | dict:
+    """Compare the day's batch with its reference for one feature group (all features when None).
+
+    Returns the part, or the dataset payload to store when there is nothing to compare."""
     import pandas as pd
 
-    from watchkeeper import drift
-    from watchkeeper.store import MetricRecord
+    from watchkeeper import drift, sources
 
     batch = _batch(spec, ds)
     if batch is None:
-        _store_dataset(spec, ds, store, kind, {"not_run": "no batch staged for this day"})
-        return {"kind": kind, "not_run": "no batch staged for this day"}
+        return {"not_run": "no batch staged for this day"}
     version = _version(spec, batch)
+    fspecs = [f for f in _feature_specs(spec) if features is None or f.name in set(features)]
     if kind == "skew":
-        ref, ref_frame, skew_cache = skew_reference(spec, len(batch))
+        try:
+            ref, _train, skew_cache = skew_reference(spec, len(batch))
+        except sources.SourceError as err:  # (chaos suite) reported, not a crash: see below
+            return {"not_run": reference_unavailable(spec, err)}
         window = None
     else:
         window = clean_window(spec, ds, store, version)
         if not window:
-            _store_dataset(spec, ds, store, kind, {
-                "reference_empty": True, "model_version": version,
-                "note": "no clean day in the trailing window yet: nothing to compare with"})
-            return {"kind": kind, "reference_empty": True}
+            return {"reference_empty": True, "model_version": version,
+                    "note": "no clean day in the trailing window yet: nothing to compare with"}
         ref_frame = pd.concat([f for d in window if (f := _batch(spec, d)) is not None],
                               ignore_index=True)
-        ref = drift.prepare_reference(ref_frame, _feature_specs(spec), name=f"{spec.name}-{ds}-window",
+        ref = drift.prepare_reference(ref_frame, fspecs, name=f"{spec.name}-{ds}-window",
                                       segments=spec.segments, typical_batch_rows=len(batch),
                                       n_bootstrap=DRIFT_BOOTSTRAP)
     result = drift.compare(ref, batch, kind=kind, segments=spec.segments,
@@ -172,6 +206,85 @@ def analyze_drift(spec: ModelSpec, ds: str, store, kind: str, features: list[str
             ref.save(skew_cache)
         except drift.DriftError as err:
             log.warning("could not cache the skew reference: %s", err)
+    names = {f.name for f in fspecs}
+    return DriftPart(kind=kind, features=features, result=result,
+                     methods={k: v for k, v in ref.methods.items() if k in names},
+                     thresholds={k: v for k, v in ref.thresholds.items() if k in names},
+                     window=window, version=version)
+
+
+def analyze_drift_group(spec: ModelSpec, ds: str, store, kind: str, index: int,
+                        features: list[str]) -> dict:
+    """A mapped task's step: one feature group's part, written atomically to shared storage."""
+    import os
+    import pickle
+
+    part = compare_part(spec, ds, store, kind, features)
+    target = parts_dir(spec.name, ds, kind) / _group_name(index)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump({"features": features, "part": part}, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, target)
+    if isinstance(part, DriftPart):
+        rows = part.result.rows
+        return {"kind": kind, "group": index, "features": features, "rows": len(rows),
+                "drifted_statistical": sorted({r.feature for r in rows if r.drifted})}
+    return {"kind": kind, "group": index, "features": features, **part}
+
+
+class DriftPartsMissing(RuntimeError):
+    pass
+
+
+def merge_drift_groups(spec: ModelSpec, ds: str, store, kind: str) -> dict:
+    """The merging task: join the groups' parts of this day (the spec's current grouping) into
+    one result, with the multiplicity correction over all of them, then store it."""
+    import pickle
+
+    groups = spec.drift_groups
+    folder = parts_dir(spec.name, ds, kind)
+    parts, missing = [], []
+    for i, feats in enumerate(groups):
+        p = folder / _group_name(i)
+        try:
+            with open(p, "rb") as f:
+                saved = pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError) as err:
+            missing.append(f"{p.name} ({type(err).__name__})")
+            continue
+        if saved.get("features") != feats:
+            missing.append(f"{p.name} (written for features {saved.get('features')}, "
+                           f"the spec now groups {feats})")
+            continue
+        parts.append(saved["part"])
+    if missing:
+        raise DriftPartsMissing(
+            f"{spec.name} {ds} {kind}: feature-group results missing or stale in {folder}: "
+            f"{', '.join(missing)}; re-run the {kind}_features tasks of this day")
+    return finish_drift(spec, ds, store, kind, parts)
+
+
+def analyze_drift(spec: ModelSpec, ds: str, store, kind: str, features: list[str] | None = None) -> dict:
+    """Drift (against the trailing clean window) or skew (against the training set), all
+    features in one process: what the mapped tasks and their merge compute together."""
+    return finish_drift(spec, ds, store, kind, [compare_part(spec, ds, store, kind, features)])
+
+
+def finish_drift(spec: ModelSpec, ds: str, store, kind: str, parts: list) -> dict:
+    import pandas as pd
+
+    from watchkeeper import drift
+    from watchkeeper.store import MetricRecord
+
+    empty = [p for p in parts if not isinstance(p, DriftPart)]
+    if empty:  # no batch, or no clean window: the same for every group of the day
+        _store_dataset(spec, ds, store, kind, empty[0])
+        return {"kind": kind, **empty[0]}
+    result = parts[0].result if len(parts) == 1 else drift.merge_results([p.result for p in parts])
+    window, version = parts[0].window, parts[0].version
+    methods = {k: v for p in parts for k, v in p.methods.items()}
+    thresholds = {k: v for p in parts for k, v in p.thresholds.items()}
     d = result.to_dict()
     rows = []
     for r in d["rows"]:
@@ -197,6 +310,7 @@ def analyze_drift(spec: ModelSpec, ds: str, store, kind: str, features: list[str
         "model_version": version,
         "daily_false_alarm_rate": d["daily_false_alarm_rate"],
         "correction": d["correction"],
+        "feature_groups": len(parts),
     }
     page = paths.day_report_dir(spec.name, ds) / f"{kind}.html"
     try:
@@ -204,10 +318,16 @@ def analyze_drift(spec: ModelSpec, ds: str, store, kind: str, features: list[str
             raise _Skipped()
         from watchkeeper import evidently_html
 
+        batch = _batch(spec, ds)
+        if kind == "skew":
+            ref_frame, _path = _training(spec)
+        else:
+            ref_frame = pd.concat([f for d in window if (f := _batch(spec, d)) is not None],
+                                  ignore_index=True)
         evidently_html.render_report(
-            ref_frame, batch, _feature_specs(spec), ref.methods, page,
+            ref_frame, batch, _feature_specs(spec), methods, page,
             title=f"{spec.name} {ds}: {kind} ({'trailing clean days ' + ', '.join(window) if window else 'training set'})",
-            thresholds=ref.thresholds)
+            thresholds=thresholds)
         dataset["report"] = str(page.relative_to(paths.reports_dir()))
     except _Skipped:
         page.unlink(missing_ok=True)
@@ -266,7 +386,7 @@ def _coverage_reference(spec: ModelSpec):
 
 def analyze_predictions(spec: ModelSpec, ds: str, store) -> dict:
     """Prediction monitors against the training baseline, and feature coverage."""
-    from watchkeeper import coverage, predictions
+    from watchkeeper import coverage, predictions, sources
     from watchkeeper.store import MetricRecord
 
     batch = _batch(spec, ds)
@@ -274,15 +394,25 @@ def analyze_predictions(spec: ModelSpec, ds: str, store) -> dict:
         for fam in ("prediction", "coverage"):
             _store_dataset(spec, ds, store, fam, {"not_run": "no batch staged for this day"})
         return {"not_run": "no batch staged for this day"}
-    baseline = _prediction_baseline(spec)
+    try:
+        baseline, cov_ref = _prediction_baseline(spec), _coverage_reference(spec)
+    except sources.SourceError as err:  # (chaos suite) reported, not a crash: see below
+        reason = reference_unavailable(spec, err)
+        for fam in ("prediction", "coverage"):
+            _store_dataset(spec, ds, store, fam, {"not_run": reason})
+        return {"not_run": reason}
     history = [m.payload["summary"] for m in store.metrics(spec.name, "prediction", as_known_on=ds)
                if m.subject == DATASET and m.ds < ds and m.payload.get("summary")]
-    rep = predictions.monitor_predictions(batch, baseline, history=history, ds=ds).to_dict()
+    # coverage counts as one more monitor of the day's family
+    n_monitors = len(predictions.planned_monitors(baseline)) + 1
+    day_rate = spec.predictions.daily_false_alarm_rate
+    rep = predictions.monitor_predictions(batch, baseline, history=history, ds=ds,
+                                          alpha=day_rate / n_monitors).to_dict()
     records = [MetricRecord(subject=m["name"], value=m.get("value"), payload=m) for m in rep["monitors"]]
     records.append(MetricRecord(subject=DATASET, value=None, payload={
         "alert": any(m.get("alert") for m in rep["monitors"]), "summary": rep.get("summary"),
         "problems": rep.get("problems", []), "n_rows": rep.get("n_rows")}))
-    cov = coverage.check_coverage(batch, _coverage_reference(spec)).to_dict()
+    cov = coverage.check_coverage(batch, cov_ref, alpha=day_rate / n_monitors).to_dict()
     cov_records = [MetricRecord(subject=DATASET, value=(cov.get("multivariate") or {}).get("value"),
                                 payload=cov)]
     with store.transaction() as conn:

@@ -488,6 +488,7 @@ def monitor_predictions(
     history: earlier days' summaries (DaySummary or its dict); the newest one before `ds` is the
     "previous day" for stagnation (entries on or after `ds` are ignored, so a retry or a backfill
     sees the day as it was). alpha: false-alarm probability per monitor on a healthy day.
+    A day-level false-alarm rate is split over planned_monitors(baseline) by the caller.
     """
     if not 0 < alpha < 0.5:
         raise PredictionMonitorError(f"alpha must be in (0, 0.5), got {alpha}")
@@ -614,6 +615,11 @@ def monitor_predictions(
         if result is not None:
             monitors.append(result)
     return PredictionReport(b.task, int(len(batch)), monitors, problems, summary, alpha)
+
+
+def planned_monitors(b: PredictionBaseline) -> list[str]:
+    """The monitors monitor_predictions runs for this baseline's task."""
+    return _planned_monitors(b)
 
 
 def _planned_monitors(b: PredictionBaseline) -> list[str]:

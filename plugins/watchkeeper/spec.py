@@ -249,6 +249,15 @@ class DriftSpec(_Strict):
     reference_days: int = Field(default=7, ge=1)
     min_segment_rows: int = Field(default=500, ge=1)
     daily_false_alarm_rate: float = Field(default=0.05, gt=0, lt=1)
+    # Drift and skew run as one mapped task per group of this many features, so a Celery
+    # deployment spreads a model's day over its workers; the verdicts do not depend on it.
+    features_per_task: int = Field(default=4, ge=1)
+
+
+class PredictionMonitorSpec(_Strict):
+    # The chance that a healthy day raises any prediction or coverage alert, split evenly over
+    # the monitors the model's task runs: about one false alarm in 100 healthy days.
+    daily_false_alarm_rate: float = Field(default=0.01, gt=0, lt=0.5)
 
 
 class ModelSpec(_Strict):
@@ -269,6 +278,7 @@ class ModelSpec(_Strict):
     labels: LabelSpec | None = None
     suites: Suites = Suites()
     drift: DriftSpec = DriftSpec()
+    predictions: PredictionMonitorSpec = PredictionMonitorSpec()
     slos: list[Slo] = []
     alerts: Alerts = Alerts()
     gate: GateSpec = GateSpec()
@@ -328,6 +338,12 @@ class ModelSpec(_Strict):
     @property
     def pii_columns(self) -> frozenset[str]:
         return frozenset(f.name for f in self.features if f.pii)
+
+    @property
+    def drift_groups(self) -> list[list[str]]:
+        """The features in groups of drift.features_per_task, in spec order (the mapped tasks)."""
+        names, size = [f.name for f in self.features], self.drift.features_per_task
+        return [names[i:i + size] for i in range(0, len(names), size)]
 
     @property
     def numerical(self) -> list[str]:

@@ -25,11 +25,14 @@ def _record(context, state: str) -> None:
         end = getattr(ti, "end_date", None)
         duration = (end - start).total_seconds() if start and end else None
         error = context.get("exception")
+        # A mapped task's instances (one per feature group) are recorded apart.
+        map_index = getattr(ti, "map_index", -1)
+        task_id = ti.task_id if map_index is None or map_index < 0 else f"{ti.task_id}[{map_index}]"
         open_store().record_run(RunRecord(
             model=model,
             ds=ds,
             dag_id=ti.dag_id,
-            task_id=ti.task_id,
+            task_id=task_id,
             state=state,
             try_number=int(getattr(ti, "try_number", None) or 1),
             started_at=start,

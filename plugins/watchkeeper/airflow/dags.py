@@ -33,7 +33,8 @@ Every day, for the logical date `ds` in the model's timezone ({tz}):
    alerted, not a crashed task; a suite GX cannot evaluate fails the task as a configuration error;
 3. **drift** compares the batch with the trailing clean days (sudden change), **skew** with the
    training set (slow drift), per feature and per segment, with Evidently's stat tests calibrated
-   to the batch size and corrected for the day's many comparisons; **predictions** watches the
+   to the batch size; each runs as one mapped task per feature group (`drift_features`,
+   `skew_features`) and a merge that corrects for the day's many comparisons; **predictions** watches the
    score distribution, positive rate, class mix, stagnation, and feature coverage;
 4. **record_slis** writes the data-quality (ratio), freshness, prediction-stability and
    feature-drift (timeslice) SLIs and re-evaluates the error budgets;
@@ -83,6 +84,33 @@ def _alert_and_report(name: str, which: str, upstream) -> None:
     alert(upstream) >> report()
 
 
+def _feature_group_stage(name: str, kind: str, groups: list[dict]):
+    """Drift or skew as one mapped task per feature group (`<kind>_features`, spread over the
+    workers) and a merging task (`<kind>`) that corrects for the day's many comparisons over all
+    groups and stores the result. Groups pass their results through shared storage
+    (WATCHKEEPER_HOME/state), never XCom; the grouping is the spec's, known at parse time."""
+
+    @task(task_id=f"{kind}_features", multiple_outputs=False, map_index_template="{{ feature_group }}")
+    def compare_group(group: dict, ds=None) -> dict:
+        from airflow.sdk import get_current_context
+
+        from watchkeeper.airflow import runtime
+
+        get_current_context()["feature_group"] = ", ".join(group["features"])
+        return runtime.analyze_drift_group(name, ds, kind, group["index"], group["features"])
+
+    @task(task_id=kind, multiple_outputs=False)
+    def merge(ds=None) -> dict:
+        from watchkeeper.airflow import runtime
+
+        return runtime.merge_drift_groups(name, ds, kind)
+
+    parts = compare_group.expand(group=groups)
+    merged = merge()
+    parts >> merged
+    return parts, merged
+
+
 def monitor_dag(spec: specmod.ModelSpec) -> DAG:
     name = spec.name
     doc = MONITOR_DOC.format(
@@ -127,18 +155,6 @@ def monitor_dag(spec: specmod.ModelSpec) -> DAG:
 
             return runtime.check(name, ds, "features", loaded)
 
-        @task(task_id="drift", multiple_outputs=False)
-        def drift(loaded: dict, ds=None) -> dict:
-            from watchkeeper.airflow import runtime
-
-            return runtime.analyze_drift(name, ds, "drift")
-
-        @task(task_id="skew", multiple_outputs=False)
-        def skew(loaded: dict, ds=None) -> dict:
-            from watchkeeper.airflow import runtime
-
-            return runtime.analyze_drift(name, ds, "skew")
-
         @task(task_id="predictions", multiple_outputs=False)
         def watch_predictions(loaded: dict, ds=None) -> dict:
             from watchkeeper.airflow import runtime
@@ -156,8 +172,11 @@ def monitor_dag(spec: specmod.ModelSpec) -> DAG:
         feat = check_features(loaded)
         ing >> feat  # the feature suite is only meaningful on data that passed the gate of ingestion
         # The drift window is made of days whose checks ran, so the analyses follow the checks.
-        d, k, p = drift(loaded), skew(loaded), watch_predictions(loaded)
-        feat >> [d, k, p]
+        groups = [{"index": i, "features": g} for i, g in enumerate(spec.drift_groups)]
+        d_parts, d = _feature_group_stage(name, "drift", groups)
+        k_parts, k = _feature_group_stage(name, "skew", groups)
+        p = watch_predictions(loaded)
+        feat >> [d_parts, k_parts, p]
         rs = record_slis(loaded)
         [ing, feat, d, k, p] >> rs
         _alert_and_report(name, "monitor", rs)

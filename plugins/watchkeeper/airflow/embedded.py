@@ -87,5 +87,9 @@ def run_day(dag, ds: str) -> RunOutcome:
     def name(state) -> str:
         return str(getattr(state, "value", state))
 
-    tasks = {ti.task_id: name(ti.state) for ti in dr.get_task_instances()}
+    tasks = {}
+    for ti in dr.get_task_instances():
+        # mapped tasks (one per feature group) appear as task_id[map_index]
+        key = ti.task_id if (ti.map_index is None or ti.map_index < 0) else f"{ti.task_id}[{ti.map_index}]"
+        tasks[key] = name(ti.state)
     return RunOutcome(dag.dag_id, ds, name(dr.state), tasks)

@@ -69,6 +69,21 @@ def analyze_drift(model: str, ds: str, kind: str) -> dict:
     return analysis.analyze_drift(get_spec(model), ds, _store(), kind)
 
 
+def analyze_drift_group(model: str, ds: str, kind: str, index: int, features: list[str]) -> dict:
+    from watchkeeper import analysis
+
+    return analysis.analyze_drift_group(get_spec(model), ds, _store(), kind, index, features)
+
+
+def merge_drift_groups(model: str, ds: str, kind: str) -> dict:
+    from watchkeeper import analysis
+
+    try:
+        return analysis.merge_drift_groups(get_spec(model), ds, _store(), kind)
+    except analysis.DriftPartsMissing as err:
+        raise AirflowFailException(str(err)) from None
+
+
 def analyze_predictions(model: str, ds: str) -> dict:
     from watchkeeper import analysis
 
