@@ -253,8 +253,15 @@ def test_nearly_frozen_outputs_alert(eta_baseline):
     frozen.loc[:199, "predicted_minutes"] = eta_day(200, rng)["predicted_minutes"].to_numpy()  # 1% refreshed
     report = monitor_predictions(frozen, eta_baseline, history=[first.summary], ds="2026-04-02")
     stag = report.monitor("stagnation")
+    # one quiet day is not yet a frozen model: the state must hold two days running
+    assert stag.value < stag.lower and not stag.alert
+    still = frozen.copy()
+    still.loc[200:399, "predicted_minutes"] = eta_day(200, rng)["predicted_minutes"].to_numpy()
+    report = monitor_predictions(still, eta_baseline, history=[first.summary, report.summary], ds="2026-04-03")
+    stag = report.monitor("stagnation")
     assert stag.alert and not stag.details["identical_to_previous"]
-    assert stag.value < stag.lower and "nearly frozen" in stag.message
+    assert stag.value < stag.lower and "nearly frozen two days running" in stag.message
+    assert stag.details["previous_change"] < stag.details["previous_lower"]
 
 
 def test_history_on_or_after_today_is_ignored(fraud_baseline):

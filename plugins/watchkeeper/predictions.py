@@ -855,20 +855,30 @@ def _stagnation(today: DaySummary, prev: DaySummary, history: list, b: Predictio
             day_lower = 0.0 if min(c) <= 0 else float(np.exp(np.mean(np.log(c)) - z * np.std(np.log(c), ddof=1)))
         lower = min(lower_s, day_lower) if day_lower is not None else lower_s
         exact_on = not chance_identical and not b.identical_consecutive_days
-        alert = bool((same and exact_on) or change < lower)
+        # "Nearly frozen" is a state, not an event: it must hold for the previous day too (a
+        # stuck model stays stuck; one quiet healthy day is a 1-in-alpha tail draw). Identical
+        # outputs alert at once.
+        prev_change = _previous_change(prev, history, today, b, alpha, day_lower)
+        soft = bool(change < lower and prev_change is not None and prev_change[0] < prev_change[1])
+        alert = bool((same and exact_on) or soft)
         if same and exact_on:
             msg = (f"outputs identical to the previous day ({prev.ds or 'last summary'}) — "
                    f"{streak} day(s) in a row with the same fingerprint")
         elif alert:
-            msg = (f"outputs nearly frozen: change vs {prev.ds or 'the previous day'} is {change:.4g} "
-                   f"(reference sd units), below {lower:.4g} (independent days typically differ by {typical:.4g})")
+            msg = (f"outputs nearly frozen two days running: change vs {prev.ds or 'the previous day'} is "
+                   f"{change:.4g} (reference sd units), below {lower:.4g}, and the day before moved "
+                   f"{prev_change[0]:.4g} (below {prev_change[1]:.4g}); independent days typically "
+                   f"differ by {typical:.4g}")
         else:
             msg = (f"outputs moved by {change:.4g} reference sd vs {prev.ds or 'the previous day'} "
                    f"(lower bound {lower:.4g})")
         return MonitorResult("stagnation", change, typical, lower, None, bool(alert), msg, {
             "identical_to_previous": same, "identical_streak_days": streak if same else 0,
             "exact_rule": exact_on, "previous_ds": prev.ds, "sampling_lower": lower_s, "day_lower": day_lower,
-            "rule": "exact fingerprint match, or quantile change below the alpha quantile of independent days",
+            "previous_change": None if prev_change is None else prev_change[0],
+            "previous_lower": None if prev_change is None else prev_change[1],
+            "rule": "exact fingerprint match, or quantile change below the alpha quantile of "
+                    "independent days on two consecutive days",
         })
     if today.fingerprint and prev.fingerprint and b.task == "ranking" and b.pool_items:
         exact_on = (len(b.pool_items) >= 20 and today.n_rows >= 20 and not b.identical_consecutive_days)
@@ -888,6 +898,20 @@ def _stagnation(today: DaySummary, prev: DaySummary, history: list, b: Predictio
 
 # --------------------------------------------------------------------------------------------
 # nulls (cached on the baseline object; deterministic seeds so a rerun gives the same thresholds)
+
+
+def _previous_change(prev: DaySummary, history: list, today: DaySummary, b: PredictionBaseline,
+                     alpha: float, day_lower: float | None) -> tuple[float, float] | None:
+    """(change, lower bound) between the previous day and the one before it, or None."""
+    hist = sorted((_as_summary(h) for h in history), key=lambda h: (h.ds or ""))
+    before = [h for h in hist if h.ds and prev.ds and h.ds < prev.ds and h.score_quantiles]
+    if not before or not prev.score_quantiles:
+        return None
+    pp = before[-1]
+    delta = np.asarray(prev.score_quantiles) - np.asarray(pp.score_quantiles)
+    change = float(np.mean(np.abs(delta)) / b.score_sd)
+    lower, _, _ = _stagnation_null(b, int(pp.n_scores), int(prev.n_scores), alpha)
+    return change, (min(lower, day_lower) if day_lower is not None else lower)
 
 
 def _stagnation_null(b: PredictionBaseline, n1: int, n2: int, alpha: float) -> tuple[float, bool, float]:
