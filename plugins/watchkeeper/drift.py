@@ -966,8 +966,10 @@ def _draw_split(rng: np.random.Generator, cnt: np.ndarray, n: int, B: int) -> tu
         scale = math.sqrt(n * (m - n) / max(m - 1, 1))
         C = np.clip(n * prob + scale * (sq * z - np.outer(z @ sq, prob)), 0.0, cnt)
     else:
+        # "marginals" draws each category from a univariate hypergeometric: O(categories) per
+        # replicate instead of O(batch rows) for "count" (~100x faster at 20k rows), same law.
         C = rng.multivariate_hypergeometric(np.rint(cnt).astype(np.int64), n, size=B,
-                                            method="count").astype(float)
+                                            method="marginals").astype(float)
     return cnt[None, :] - C, C
 
 

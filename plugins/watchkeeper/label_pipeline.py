@@ -127,7 +127,10 @@ def load_predictions(spec: ModelSpec, days: list[str], resolver=None):
         path = monitor.batch_path(spec.name, d)
         try:
             if path.exists():
-                f = pd.read_parquet(path)
+                import pyarrow.parquet as pq
+
+                have = set(pq.read_schema(path).names)
+                f = pd.read_parquet(path, columns=[c for c in cols if c in have])
             else:
                 f = sources.read_partition(spec, d, resolver).frame
         except sources.SourceError:
@@ -166,12 +169,15 @@ def restate(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
     records_by_day: dict[str, list] = {}
     slis: list = []
     summary_days = {}
+    # split by prediction day once (comparing text columns per day costs seconds on a window)
+    labelled_by_day = dict(tuple(joined[joined["label"].notna()].groupby("ds", sort=False)))
+    preds_by_day = dict(tuple(preds.groupby("ds", sort=False)))
     for cov in result.days:
         pds = cov.prediction_ds
         if pds not in window:
             continue
-        rows = joined[(joined["ds"] == pds) & joined["label"].notna()]
-        day_preds = preds[preds["ds"] == pds]
+        rows = labelled_by_day.get(pds, joined.iloc[:0])
+        day_preds = preds_by_day.get(pds, preds.iloc[:0])
         metrics, segments, outcomes = {}, {}, []
         if len(rows):
             rep = perf.evaluate(

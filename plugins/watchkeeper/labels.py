@@ -291,6 +291,19 @@ def _check_ds(value: Any, name: str) -> str:
 
 def _ds_series(values: pd.Series, what: str) -> pd.Series:
     """Prediction days as 'YYYY-MM-DD' strings, whatever the column holds (str, date, datetime)."""
+    # A window holds a handful of distinct days in hundreds of thousands of rows: parse each once.
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if len(uniques) < len(values) and (codes >= 0).all():
+        try:
+            days = _ds_series_distinct(pd.Series(uniques), what)
+        except LabelInputError:
+            pass  # parse every row: the error names the bad rows
+        else:
+            return pd.Series(days.to_numpy(dtype=object)[codes], index=values.index)
+    return _ds_series_distinct(values, what)
+
+
+def _ds_series_distinct(values: pd.Series, what: str) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
     else:
@@ -712,14 +725,14 @@ def resolve_labels(history: pd.DataFrame, *, as_of_ds: str | None = None) -> pd.
     return _resolve(h)
 
 
-def _resolve(h: pd.DataFrame) -> pd.DataFrame:
+def _resolve(h: pd.DataFrame, id_col: str = "id") -> pd.DataFrame:
     if not len(h):
         out = h.copy()
         out["winner_arrived_ds"] = pd.Series(dtype="object")
         return out.reset_index(drop=True)
-    ordered = h.sort_values(["id"] + _ORDER, kind="mergesort").reset_index(drop=True)
+    ordered = h.sort_values([id_col] + _ORDER, kind="mergesort").reset_index(drop=True)
     n = len(ordered)
-    ids = ordered["id"].to_numpy(dtype=object)
+    ids = ordered[id_col].to_numpy()
     lab = ordered["label"].to_numpy(dtype="float64")
     id_change = np.r_[True, ids[1:] != ids[:-1]]
     starts = np.flatnonzero(id_change)
@@ -733,7 +746,10 @@ def _resolve(h: pd.DataFrame) -> pd.DataFrame:
     first = pd.Series(days[in_last]).groupby(codes[in_last]).min().to_numpy()
     winners = ordered.iloc[ends].reset_index(drop=True)
     winners["winner_arrived_ds"] = winners["arrived_ds"]
-    winners["arrived_ds"] = pd.Series(first.astype("datetime64[D]")).dt.strftime("%Y-%m-%d").astype("object")
+    # format each distinct day once, not every winner's
+    distinct, inverse = np.unique(first, return_inverse=True)
+    text = pd.Series(distinct.astype("datetime64[D]")).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    winners["arrived_ds"] = pd.Series(text[inverse.ravel()], index=winners.index, dtype="object")
     return winners
 
 
@@ -811,10 +827,17 @@ def join_labels(
             )
         )
     preds = preds[~no_id]
+    # Ids are matched as integer codes, factorized once over predictions and labels together:
+    # hashing (Arrow) strings in every map, merge, sort and uniqueness check below cost seconds
+    # a day on a 15-day window.
+    h = hist[hist["arrived_ds"] <= as_of_ds].copy()
+    codes, _uniques = pd.factorize(pd.concat([preds["_key"], h["id"]], ignore_index=True), use_na_sentinel=True)
+    preds["_code"] = codes[:len(preds)]
+    h["_code"] = codes[len(preds):]
     # The same id predicted twice: keep the latest prediction (by day, then row), and say so.
     preds["_pos"] = np.arange(len(preds))
     preds = preds.sort_values(["_prediction_ds", "_pos"], kind="mergesort")
-    dup = preds.duplicated("_key", keep="last")
+    dup = preds.duplicated("_code", keep="last")
     if dup.any():
         issues.add(
             LabelIssue(
@@ -832,9 +855,8 @@ def join_labels(
     preds_unique = preds[~dup.to_numpy()].sort_values("_pos", kind="mergesort")
 
     # Classify every label row known on as_of_ds.
-    h = hist[hist["arrived_ds"] <= as_of_ds].copy()
-    pred_day = preds_unique.set_index("_key")["_prediction_ds"]
-    h["_pred_ds"] = h["id"].map(pred_day)
+    pred_day = preds_unique.set_index("_code")["_prediction_ds"]
+    h["_pred_ds"] = h["_code"].map(pred_day)
     arrived = pd.to_datetime(h["arrived_ds"])
     lag = (arrived - pd.to_datetime(h["_pred_ds"])).dt.days
     unknown = h["_pred_ds"].isna().to_numpy()
@@ -874,20 +896,21 @@ def join_labels(
                 )
             )
     valid = h[~(unknown | before | too_old)].drop(columns="_pred_ds")
-    resolved = _resolve(valid)
+    resolved = _resolve(valid, id_col="_code")
 
     # Extra label columns (validate_labels' extra_cols) travel along; a name also used by a
     # prediction column is an error rather than a silent choice of one side.
-    extras = [c for c in resolved.columns if c not in HISTORY_COLUMNS + ["winner_arrived_ds"]]
+    extras = [c for c in resolved.columns if c not in HISTORY_COLUMNS + ["winner_arrived_ds", "_code"]]
     clash = [c for c in extras if c in preds.columns]
     if clash:
         raise LabelInputError(
             f"labels: extra column(s) {', '.join(clash)} also exist in predictions; rename one side"
         )
     lab = resolved.rename(
-        columns={"id": "_key", "arrived_ds": "label_arrived_ds", "source": "label_source"}
-    )[["_key", "label", "label_ts", "label_arrived_ds", "label_source", "winner_arrived_ds"] + extras]
-    joined = preds_unique.merge(lab, on="_key", how="inner", validate="one_to_one")
+        columns={"arrived_ds": "label_arrived_ds", "source": "label_source"}
+    )[["_code", "label", "label_ts", "label_arrived_ds", "label_source", "winner_arrived_ds"] + extras]
+    # one row per code on both sides (duplicates were dropped, _resolve keeps one winner per id)
+    joined = preds_unique.merge(lab, on="_code", how="inner")
     joined["label_lag_days"] = (
         pd.to_datetime(joined["label_arrived_ds"]) - pd.to_datetime(joined["_prediction_ds"])
     ).dt.days.astype("int64")
@@ -923,7 +946,7 @@ def join_labels(
         )
 
     joined[ds_col] = joined["_prediction_ds"]
-    joined = joined.drop(columns=["_key", "_pos", "winner_arrived_ds", "_prediction_ds"]).reset_index(drop=True)
+    joined = joined.drop(columns=["_key", "_code", "_pos", "winner_arrived_ds", "_prediction_ds"]).reset_index(drop=True)
     return JoinResult(
         as_of_ds=as_of_ds,
         max_label_delay_days=int(max_label_delay_days),
@@ -938,3 +961,300 @@ def join_labels(
         predictions_after_as_of=n_after,
         ds_col=ds_col,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. label lag: are the labels arriving later than this model's own normal?
+#
+# Appended for the label_lag alert; nothing above depends on it. Two pure steps: `label_timing`
+# learns how long labels normally take from the versions restate stored (one coverage per
+# prediction-day and known_on day), `label_lag_check` compares the prediction-days as known on
+# ds with it. The shell (watchkeeper.day_alerts) reads the store and raises the alert.
+#
+# Two milestones per prediction-day: *half-way* (coverage >= maturity threshold / 2) and
+# *mature* (coverage >= maturity threshold). A day is late when it is older than the normal age
+# at a milestone plus a tolerance and has not reached it. The stored lag p50/p90 are not used:
+# they describe the labels that have arrived, so a day whose labels are missing looks fast (and
+# a day with none has no lag at all); the age of a day that has not reached a milestone is a
+# lower bound on its true time to it.
+
+__all__ += ["LAG_TOLERANCE_DAYS", "LabelLagCheck", "LabelTiming", "LateLabelDay",
+            "label_lag_check", "label_timing"]
+
+LAG_TOLERANCE_DAYS = 1  # label timing jitters by a day (arrival hour vs the run); two days is news
+LAG_HEALTHY_DAYS = 14  # like the estimate's normal error: learned from the model's first days
+LAG_MIN_HEALTHY_DAYS = 3  # fewer matured days is not a normal, it is an anecdote
+LAG_QUANTILE = 0.9  # the normal covers the model's slower healthy days, not only its typical one
+
+
+@dataclass(frozen=True)
+class LabelTiming:
+    """How long this model's labels normally take, in days after the prediction-day.
+
+    ``maturity_days`` and ``halfway_days`` are the p90 (linear) over the healthy days of the age
+    at which a day first reached maturity / half of it; ``maturity_days`` is the spec's
+    ``labels.expected_maturity_days`` when set. None: not known (see ``note``).
+    """
+
+    maturity_threshold: float
+    maturity_days: float | None
+    halfway_days: float | None
+    maturity_source: str  # 'spec', 'history' or 'none'
+    healthy_days: tuple[str, ...] = ()  # the prediction-days the history part was learned from
+    left_out_days: tuple[str, ...] = ()  # first days that were themselves late: not healthy
+    note: str = ""
+
+    @property
+    def halfway_coverage(self) -> float:
+        return self.maturity_threshold / 2
+
+    @property
+    def known(self) -> bool:
+        return self.maturity_days is not None or self.halfway_days is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"maturity_threshold": self.maturity_threshold, "maturity_days": self.maturity_days,
+                "halfway_days": self.halfway_days, "halfway_coverage": self.halfway_coverage,
+                "maturity_source": self.maturity_source, "healthy_days": list(self.healthy_days),
+                "left_out_days": list(self.left_out_days), "note": self.note}
+
+
+@dataclass(frozen=True)
+class LateLabelDay:
+    """A prediction-day whose labels are behind the normal: it is ``age_days`` old and has not
+    reached ``milestone`` ('halfway' or 'mature', i.e. ``milestone_coverage``), which healthy days
+    reach by ``normal_days``."""
+
+    prediction_ds: str
+    age_days: int
+    coverage: float
+    milestone: str
+    milestone_coverage: float
+    normal_days: float
+    lag_p50_days: float | None = None
+    lag_p90_days: float | None = None
+    n_predictions: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _plain(v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class LabelLagCheck:
+    """The label-lag verdict as known on ``as_of_ds``.
+
+    ``evaluated`` is False when no normal timing is known (no spec value, too little history):
+    nothing can be late then, and ``reason`` says why. ``days``: the late prediction-days, oldest
+    first; ``late`` when there is at least one.
+    """
+
+    as_of_ds: str
+    evaluated: bool
+    timing: LabelTiming
+    tolerance_days: int
+    checked_days: int
+    days: tuple[LateLabelDay, ...] = ()
+    reason: str = ""
+
+    @property
+    def late(self) -> bool:
+        return bool(self.days)
+
+    @property
+    def since(self) -> str | None:
+        """The oldest late prediction-day."""
+        return self.days[0].prediction_ds if self.days else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"as_of_ds": self.as_of_ds, "evaluated": self.evaluated, "late": self.late,
+                "since": self.since, "tolerance_days": self.tolerance_days,
+                "checked_days": self.checked_days, "reason": self.reason,
+                "timing": self.timing.to_dict(), "days": [d.to_dict() for d in self.days]}
+
+
+def _lag_frame(frame: Any, what: str, needed: Sequence[str]) -> pd.DataFrame:
+    if not isinstance(frame, pd.DataFrame):
+        raise LabelInputError(f"{what}: expected a DataFrame, got {type(frame).__name__}")
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise LabelInputError(f"{what}: column(s) {', '.join(missing)} missing (columns: "
+                              f"{', '.join(map(str, frame.columns)) or 'none'})")
+    out = frame.reset_index(drop=True).copy()
+    for c in ("prediction_ds", "known_on"):
+        if c in out.columns and len(out):
+            out[c] = _ds_series(out[c], f"{what}.{c}")
+    out["coverage"] = pd.to_numeric(out["coverage"], errors="coerce").astype("float64")
+    bad = out["mature"].isna()
+    if bad.any():
+        rows = ", ".join(str(int(i) + 1) for i in np.flatnonzero(bad.to_numpy())[:SAMPLE])
+        raise LabelInputError(f"{what}.mature: missing on row(s) {rows}; expected true/false")
+    out["mature"] = out["mature"].astype(bool)
+    return out
+
+
+def _age(ds: str, of: str) -> int:
+    return (date.fromisoformat(ds) - date.fromisoformat(of)).days
+
+
+def _missed_milestone(age: int, coverage: float, mature: bool, maturity_days: float | None,
+                      halfway_days: float | None, halfway: float, tolerance: int) -> str | None:
+    """The milestone a day of this age and coverage is late for, if any (half-way first: a day
+    without even half its labels is the stronger sign)."""
+    if np.isnan(coverage):
+        return None  # no predictions that day: nothing to wait for
+    if halfway_days is not None and coverage < halfway and age > halfway_days + tolerance:
+        return "halfway"
+    if maturity_days is not None and not mature and age > maturity_days + tolerance:
+        return "mature"
+    return None
+
+
+def _normal(values: list[int], quantile: float) -> float:
+    return float(np.quantile(np.asarray(values, dtype="float64"), quantile))
+
+
+def label_timing(
+    observations: pd.DataFrame,
+    *,
+    maturity_threshold: float,
+    expected_maturity_days: int | None = None,
+    tolerance_days: int = LAG_TOLERANCE_DAYS,
+    healthy_days: int = LAG_HEALTHY_DAYS,
+    min_days: int = LAG_MIN_HEALTHY_DAYS,
+    quantile: float = LAG_QUANTILE,
+) -> LabelTiming:
+    """Learn this model's normal label timing from its first prediction-days.
+
+    ``observations``: one row per prediction-day and day it was known on, with columns
+    ``prediction_ds``, ``known_on``, ``coverage`` and ``mature`` (the versions the labels DAG
+    stored; a missing run is just a missing row). Only the first ``healthy_days`` prediction-days
+    are used. A day that has matured gives two ages: the first ``known_on`` age with coverage at
+    half the threshold, and the first with ``mature``; a day not matured yet teaches nothing.
+
+    Walking the days in order, the first ``min_days`` matured ones are taken as they are; a later
+    one joins the healthy days only if it reached both milestones within the normal of the healthy
+    days before it plus ``tolerance_days``: labels that were already slow in the model's first
+    weeks must not teach the monitor that slow is normal. The normal is the ``quantile`` of the healthy days' ages (with
+    fewer than ``min_days``: none). ``expected_maturity_days`` replaces the learned time to
+    maturity (and judges the first days) when given.
+    """
+    if not 0 < maturity_threshold <= 1:
+        raise LabelInputError(f"maturity_threshold={maturity_threshold!r}: expected a share in (0, 1]")
+    if expected_maturity_days is not None and (
+            not isinstance(expected_maturity_days, (int, np.integer)) or expected_maturity_days < 0):
+        raise LabelInputError(f"expected_maturity_days={expected_maturity_days!r}: expected an "
+                              "integer >= 0 or None")
+    obs = _lag_frame(observations, "observations", ("prediction_ds", "known_on", "coverage", "mature"))
+    halfway = maturity_threshold / 2
+    spec_days = None if expected_maturity_days is None else float(expected_maturity_days)
+    mat_ages: list[int] = []
+    half_ages: list[int] = []
+    healthy: list[str] = []
+    left_out: list[str] = []
+    first = sorted(obs["prediction_ds"].unique())[:healthy_days] if len(obs) else []
+    for d in first:
+        g = obs[obs["prediction_ds"] == d]
+        ages = np.array([_age(k, d) for k in g["known_on"]])
+        order = np.argsort(ages, kind="stable")
+        ages, cov, mat = ages[order], g["coverage"].to_numpy()[order], g["mature"].to_numpy()[order]
+        if not mat.any():
+            continue
+        t_mat = int(ages[mat][0])
+        t_half = int(ages[cov >= halfway][0])
+        learned = len(healthy) >= min_days
+        norm_mat = spec_days if spec_days is not None else (_normal(mat_ages, quantile) if learned else None)
+        norm_half = _normal(half_ages, quantile) if learned else None
+        # Continuous time, unlike the check, which sees a day once a day: a day that reached a
+        # milestone two days past the normal was late, though no daily look caught it.
+        if ((norm_mat is not None and t_mat > norm_mat + tolerance_days)
+                or (norm_half is not None and t_half > norm_half + tolerance_days)):
+            left_out.append(d)
+            continue
+        healthy.append(d)
+        mat_ages.append(t_mat)
+        half_ages.append(t_half)
+    learned = len(healthy) >= min_days
+    maturity_days = spec_days if spec_days is not None else (_normal(mat_ages, quantile) if learned else None)
+    halfway_days = _normal(half_ages, quantile) if learned else None
+    source = "spec" if spec_days is not None else ("history" if learned else "none")
+    if learned:
+        note = (f"p{round(quantile * 100)} over {len(healthy)} healthy prediction-day(s) "
+                f"{healthy[0]} .. {healthy[-1]}"
+                + (f"; {len(left_out)} early day(s) left out as late ({', '.join(left_out)})" if left_out else ""))
+        if spec_days is not None:
+            note = f"time to maturity from labels.expected_maturity_days; time to half-way {note}"
+    else:
+        note = (f"{len(healthy)} of the model's first {healthy_days} prediction-days matured so far; "
+                f"{min_days} are needed to learn its normal label timing")
+        note += ("; time to maturity from labels.expected_maturity_days" if spec_days is not None
+                 else "; set labels.expected_maturity_days to check maturity until then")
+    return LabelTiming(maturity_threshold=float(maturity_threshold), maturity_days=maturity_days,
+                       halfway_days=halfway_days, maturity_source=source,
+                       healthy_days=tuple(healthy), left_out_days=tuple(left_out), note=note)
+
+
+def label_lag_check(
+    rows: pd.DataFrame,
+    timing: LabelTiming,
+    *,
+    as_of_ds: str,
+    max_label_delay_days: int,
+    tolerance_days: int = LAG_TOLERANCE_DAYS,
+) -> LabelLagCheck:
+    """Which prediction-days, as known on ``as_of_ds``, are later than the normal ``timing``.
+
+    ``rows``: one row per prediction-day as known on ``as_of_ds`` with ``prediction_ds``,
+    ``coverage`` and ``mature`` (optional ``lag_p50_days``, ``lag_p90_days``, ``n_predictions``,
+    carried into the result). Only the days labels can still reach are judged (age 0 ..
+    ``max_label_delay_days``); a day without predictions (coverage missing) waits for nothing.
+    A day is late when its age exceeds the normal age at a milestone plus ``tolerance_days`` and it
+    has not reached that milestone: half-way (coverage >= threshold / 2) or mature.
+    """
+    as_of_ds = _check_ds(as_of_ds, "as_of_ds")
+    if not isinstance(max_label_delay_days, (int, np.integer)) or max_label_delay_days < 0:
+        raise LabelInputError(f"max_label_delay_days={max_label_delay_days!r}: expected an integer >= 0")
+    if not isinstance(tolerance_days, (int, np.integer)) or tolerance_days < 0:
+        raise LabelInputError(f"tolerance_days={tolerance_days!r}: expected an integer >= 0")
+    frame = _lag_frame(rows, "rows", ("prediction_ds", "coverage", "mature"))
+    if not timing.known:
+        return LabelLagCheck(as_of_ds=as_of_ds, evaluated=False, timing=timing,
+                             tolerance_days=int(tolerance_days), checked_days=0,
+                             reason=f"not evaluated: {timing.note}")
+    frame = frame.sort_values("prediction_ds", kind="mergesort")
+    late: list[LateLabelDay] = []
+    checked = 0
+    halfway = timing.halfway_coverage
+
+    def opt(r: Any, c: str) -> Any:
+        v = getattr(r, c, None)
+        return None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+
+    for r in frame.itertuples(index=False):
+        age = _age(as_of_ds, r.prediction_ds)
+        if not 0 <= age <= max_label_delay_days or np.isnan(r.coverage):
+            continue
+        checked += 1
+        milestone = _missed_milestone(age, float(r.coverage), bool(r.mature), timing.maturity_days,
+                                      timing.halfway_days, halfway, tolerance_days)
+        if milestone is None:
+            continue
+        n = opt(r, "n_predictions")
+        late.append(LateLabelDay(
+            prediction_ds=r.prediction_ds, age_days=age, coverage=float(r.coverage),
+            milestone=milestone,
+            milestone_coverage=halfway if milestone == "halfway" else timing.maturity_threshold,
+            normal_days=float(timing.halfway_days if milestone == "halfway" else timing.maturity_days),
+            lag_p50_days=opt(r, "lag_p50_days"), lag_p90_days=opt(r, "lag_p90_days"),
+            n_predictions=None if n is None else int(n)))
+    if late:
+        d = late[0]
+        what = "half-way to maturity" if d.milestone == "halfway" else "mature"
+        reason = (f"{len(late)} prediction-day(s) behind the normal label timing; the oldest, "
+                  f"{d.prediction_ds}, has {d.coverage:.1%} of its labels at {d.age_days} days "
+                  f"old and is not {what} ({d.milestone_coverage:.0%}), which healthy days reach "
+                  f"by {d.normal_days:g} days (+{tolerance_days} day tolerance)")
+    else:
+        reason = f"all {checked} prediction-day(s) within the normal label timing"
+    return LabelLagCheck(as_of_ds=as_of_ds, evaluated=True, timing=timing,
+                         tolerance_days=int(tolerance_days), checked_days=checked,
+                         days=tuple(late), reason=reason)
