@@ -37,10 +37,35 @@ def test_conventions(bag):
         assert dag.doc_md and len(dag.doc_md) > 100, dag_id
         assert dag.catchup is False and dag.max_active_runs == 1
         for t in dag.tasks:
-            # a closed gate is an answer, not a transient error: the gate alone does not retry
-            if type(t).__name__ != "ErrorBudgetGate":
+            # a closed gate is an answer, not a transient error: the gate alone does not retry;
+            # run_status fails on purpose when another task failed: retrying it changes nothing
+            if type(t).__name__ != "ErrorBudgetGate" and t.task_id != "run_status":
                 assert t.retries >= 1, (dag_id, t.task_id)
             assert t.owner and t.owner != "airflow", (dag_id, t.task_id)
+        if dag_id.endswith(("_monitor", "_labels")):
+            watcher = dag.get_task("run_status")
+            assert watcher.trigger_rule == "one_failed" and watcher.retries == 0
+            assert set(watcher.upstream_task_ids) == {t.task_id for t in dag.tasks} - {"run_status"}
+
+
+def test_a_failed_check_fails_the_run_and_the_rest_still_runs(demo_home, small_demo, run_dag,
+                                                             tmp_path, monkeypatch):
+    """`report` runs whatever happened (all_done): without the watcher a day whose checks failed
+    would show as a successful run in Airflow."""
+    import yaml
+
+    spec = yaml.safe_load((PROJECT / "include/models/eta.yaml").read_text())
+    spec["suites"]["features"] = str(tmp_path / "missing-suite.json")  # a configuration error
+    spec["retries"] = 0
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "eta.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("WATCHKEEPER_MODELS_DIR", str(models))
+    out = run_dag("eta_monitor", small_demo.ds(3))
+    assert out.state == "failed", out
+    assert out.tasks["check_features"] == "failed" and out.tasks["run_status"] == "failed", out.tasks
+    assert out.tasks["check_ingestion"] == "success" and out.tasks["report"] == "success", out.tasks
+
 
 
 def test_parsing_imports_nothing_heavy():

@@ -606,6 +606,17 @@ def test_celery_deployment_runs_the_dags_and_answers_the_gate(deployment, small_
             executed.add((m[2], m[3], m[1], int(m[4])))
     print(f"\nCelery deployment: healthy and parsed in {started:.0f} s, {len(runs)} runs "
           f"finished in {ran:.0f} s")
+    # run_status (the watcher that fails a run when a task failed) is skipped by the scheduler
+    # on a healthy run: it never reaches a worker.
+    skipped = {k: [t for t in v if t["state"] == "skipped"] for k, v in tis.items()}
+    assert all({t["task_id"] for t in v} <= {"run_status"} for v in skipped.values()), skipped
+    tis = {k: [t for t in v if t["state"] != "skipped"] for k, v in tis.items()}
+    # Drift and skew ran as mapped tasks, one per feature group, each on the worker.
+    for (d, ds), items in tis.items():
+        if d.endswith("_monitor"):
+            mapped = {(t["task_id"], t["map_index"]) for t in items if t["map_index"] >= 0}
+            assert {("drift_features", 0), ("drift_features", 1), ("skew_features", 0),
+                    ("skew_features", 1)} <= mapped, (d, ds, sorted(mapped))
     for (d, ds), items in sorted(tis.items()):
         for t in sorted(items, key=lambda t: (t["start_date"] or "", t["task_id"])):
             assert t["queue"] == dep.queue, t

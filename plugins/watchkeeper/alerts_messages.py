@@ -29,7 +29,7 @@ from watchkeeper.spec import ModelSpec
 ALERT_KINDS = (
     "expectation_failed", "drift", "skew", "prediction_anomaly", "concept_drift",
     "quality_below_slo", "budget_burn", "gate_closed", "gate_reopened", "override", "freshness",
-    "recovery", "digest",
+    "recovery", "digest", "rollout_decision", "label_lag",
 )
 SEVERITIES = ("info", "ticket", "page")
 Severity = Literal["info", "ticket", "page"]
@@ -37,7 +37,7 @@ Severity = Literal["info", "ticket", "page"]
 # gate_closed is closed by gate_reopened (a transition), override and digest are one-offs.
 RECOVERABLE = (
     "expectation_failed", "drift", "skew", "prediction_anomaly", "concept_drift",
-    "quality_below_slo", "budget_burn", "freshness",
+    "quality_below_slo", "budget_burn", "freshness", "label_lag",
 )
 STAGES = ("ingestion", "features")
 
@@ -173,6 +173,7 @@ class DayFindings:
     gate: Sequence[GateTransition] | None = None
     overrides: Sequence[OverrideFinding] | None = None
     freshness: FreshnessFinding | None = None
+    label_lag: LabelLagFinding | None = None  # defined with its message, below
 
 
 # --------------------------------------------------------------------------------------------
@@ -694,6 +695,8 @@ def _cleared(kind: str, subject: str, f: DayFindings, current: set[tuple[str, st
         return any(b.slo == subject and b.alert is None for b in f.budgets or ())
     if kind == "freshness":
         return f.freshness is not None and f.freshness.status == "ok"
+    if kind == "label_lag":
+        return f.label_lag is not None
     return False
 
 
@@ -735,6 +738,7 @@ def build_alerts(
         *_budgets(spec, ds, findings),
         *_gate(spec, ds, findings),
         *_overrides(spec, ds, findings),
+        *_label_lag(spec, ds, findings),
     ]
     current = {(d.kind, d.subject) for d in drafts}
     for key in sorted(opened):
@@ -890,3 +894,150 @@ def expectation_findings(results: Iterable[Any]) -> list[ExpectationFinding]:
                                success=bool(r.success), observed=r.observed,
                                unexpected_share=r.unexpected_share,
                                unexpected_count=r.unexpected_count) for r in results]
+
+
+# --------------------------------------------------------------------------------------------
+# Shadow and canary rollouts (issue 10): one message when a comparison turns decisive
+# --------------------------------------------------------------------------------------------
+
+_TITLES["rollout_decision"] = "Rollout decision"
+NEXT_STEPS["rollout_decision"] = [
+    "Read the evidence on the model page (Rollout section) or with `watchkeeper compare MODEL`.",
+    "Promote: the rollout DAG moves traffic to the next stage once the error-budget gate is open.",
+    "Rollback: the rollout DAG drains the candidate's traffic step by step; find the cause "
+    "(serving path, features, calibration) before a new candidate starts in shadow again.",
+]
+
+
+@dataclass(frozen=True)
+class RolloutFinding:
+    """A comparison of a candidate with the incumbent that decided promote or rollback."""
+
+    candidate: str
+    incumbent: str | None
+    stage: str
+    decision: Literal["promote", "rollback"]
+    reasons: tuple[str, ...] = ()
+    numbers: tuple[tuple[str, str], ...] = ()
+
+
+def rollout_alerts(spec: ModelSpec, ds: str, f: RolloutFinding, *, newest_ds: str | None = None,
+                   reports_url: str | None = None) -> list[Alert]:
+    """The message for a decisive comparison: a rollback is a ticket (traffic is drained), a
+    promotion is information. Its own thread: each stage's decision is a one-off."""
+    if f.decision not in ("promote", "rollback"):
+        raise AlertInputError(f"RolloutFinding.decision: expected promote or rollback, got {f.decision!r}")
+    inc = f.incumbent or "the incumbent"
+    if f.decision == "rollback":
+        sentence = (f"Candidate {f.candidate} of {spec.name} is worse than {inc} by more than its "
+                    f"margin at stage {f.stage}: roll back.")
+    else:
+        sentence = (f"Candidate {f.candidate} of {spec.name} is not worse than {inc} by more than "
+                    f"its margin at stage {f.stage}, with enough labels: ready to promote.")
+    draft = _Draft(
+        kind="rollout_decision", subject=f"{f.candidate}@{f.stage}",
+        severity="ticket" if f.decision == "rollback" else "info",
+        title=f"{_TITLES['rollout_decision']}: {f.decision} {f.candidate} ({f.stage})",
+        sentence=sentence,
+        numbers=[*f.numbers[: _FIELDS_MAX - 1], *[("why", _cut(r, 300)) for r in f.reasons[:1]]],
+        facts={"candidate": f.candidate, "incumbent": f.incumbent, "stage": f.stage,
+               "decision": f.decision, "reasons": list(f.reasons)},
+        own_thread=True,
+    )
+    base = (reports_url or default_reports_url()).rstrip("/")
+    backfill = is_backfill(ds, newest_ds, spec.alerts.horizon_days)
+    return [_render(spec, ds, draft, {}, base, backfill)]
+
+
+# --------------------------------------------------------------------------------------------
+# Label lag: labels arriving later than the model's own normal (watchkeeper.labels
+# .label_lag_check). A ticket per labels run while it lasts; recovered by the first run that
+# finds every prediction-day back within the normal timing.
+# --------------------------------------------------------------------------------------------
+
+_TITLES["label_lag"] = "Labels arriving late"
+NEXT_STEPS["label_lag"] = [
+    "Check the label pipeline upstream: did the label job run, is its backlog growing, did its "
+    "source, schedule or join key change?",
+    "On the model page, look at label coverage and provisional days: which prediction-days are "
+    "behind and since when.",
+    "Until labels catch up, those days' quality stays provisional: quality alerts come late and the "
+    "gate turns inconclusive when too few days are mature; plan releases accordingly.",
+    "If the slower pace is the new normal, agree it with the label owner and set "
+    "labels.expected_maturity_days in the spec.",
+]
+
+
+@dataclass(frozen=True)
+class LabelLagDay:
+    """A prediction-day behind the normal label timing: not yet at `milestone` (its coverage)
+    at `age_days`, while healthy days reach it by `normal_days`."""
+
+    prediction_ds: str
+    age_days: int
+    coverage: float
+    milestone: Literal["halfway", "mature"]
+    milestone_coverage: float
+    normal_days: float
+
+
+@dataclass(frozen=True)
+class LabelLagFinding:
+    """The label-lag check of a labels run that could be evaluated (a normal timing is known);
+    no `days` means every prediction-day is within the normal timing."""
+
+    days: Sequence[LabelLagDay] = ()
+    maturity_days: float | None = None
+    halfway_days: float | None = None
+    maturity_threshold: float = 0.9
+    tolerance_days: int = 1
+    normal: str = ""  # where the normal timing comes from, in words
+
+    @property
+    def late(self) -> bool:
+        return bool(self.days)
+
+
+def _milestone_text(milestone: str, coverage: float) -> str:
+    return f"{'half-way' if milestone == 'halfway' else 'mature'} ({_pct(coverage)})"
+
+
+def _label_lag(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
+    lag = f.label_lag
+    if lag is None or not lag.days:
+        return []
+    for d in lag.days:
+        if not isinstance(d, LabelLagDay):
+            raise AlertInputError(
+                f"DayFindings.label_lag.days: expected LabelLagDay items, got {type(d).__name__}")
+    days = sorted(lag.days, key=lambda d: d.prediction_ds)
+    first, n = days[0], len(days)
+    sentence = (
+        f"Labels of {spec.name} are arriving later than usual: {n} prediction-day"
+        f"{'s are' if n != 1 else ' is'} behind the model's normal label timing as of {ds}. The "
+        f"oldest, {first.prediction_ds}, has {_pct(first.coverage)} of its labels at "
+        f"{first.age_days} days old; healthy days are "
+        f"{_milestone_text(first.milestone, first.milestone_coverage)} by "
+        f"{_num(first.normal_days)} days. Quality of these days stays provisional until they "
+        "mature, so quality alerts and the gate see problems late.")
+    shown = _FIELDS_MAX - 2  # room for "more" and the normal timing
+    numbers = [(f"{d.prediction_ds} (age {d.age_days} d)",
+                f"coverage {_pct(d.coverage)}; {_milestone_text(d.milestone, d.milestone_coverage)}"
+                f" normally by {_num(d.normal_days)} d (+{lag.tolerance_days} d tolerance)")
+               for d in days[:shown]]
+    if n > shown:
+        numbers.append(("more", f"{n - shown} further prediction-days behind"))
+    normal = [f"half-way ({_pct(lag.maturity_threshold / 2)}) by {_num(lag.halfway_days)} d"
+              if lag.halfway_days is not None else None,
+              f"mature ({_pct(lag.maturity_threshold)}) by {_num(lag.maturity_days)} d"
+              if lag.maturity_days is not None else None]
+    numbers.append(("normal timing", _cut("; ".join(x for x in [*normal, lag.normal] if x), 500)))
+    return [_Draft(
+        kind="label_lag", subject="labels", severity="ticket",
+        title=f"{_TITLES['label_lag']}: {n} prediction-day{'s' if n != 1 else ''} behind since "
+              f"{first.prediction_ds}",
+        sentence=sentence, numbers=numbers,
+        facts={"first_late_day": first.prediction_ds, "late_days": [asdict(d) for d in days],
+               "maturity_days": lag.maturity_days, "halfway_days": lag.halfway_days,
+               "tolerance_days": lag.tolerance_days},
+    )]

@@ -325,6 +325,62 @@ def cmd_triage(args) -> int:
     return 0
 
 
+# ----- compare (issue 10: shadow and canary rollouts) --------------------------------------------
+
+
+def cmd_compare(args) -> int:
+    from datetime import date
+
+    from watchkeeper import rollout
+    from watchkeeper.gatekeeper import today
+    from watchkeeper.spec import get_spec
+
+    spec = get_spec(args.model)
+    if spec.candidate is None:
+        raise CliError(f"model {spec.name!r} has no candidate: add a `candidate:` block to "
+                       f"{spec.spec_path} (see README 'Shadow and canary rollouts')")
+    store = _store()
+    as_of = args.as_of
+    if as_of:
+        try:
+            date.fromisoformat(as_of)
+        except ValueError:
+            raise CliError(f"--as-of {as_of!r}: expected a day YYYY-MM-DD") from None
+    else:  # the newest day the labels DAG compared, else today
+        stored = store.events(spec.name, kinds=rollout.DECISION_EVENT)
+        as_of = max((e.ds for e in stored), default=today(spec).isoformat())
+    try:
+        # Recomputed from the same inputs as the compare task, without storing or alerting.
+        out = rollout.run_compare(spec, as_of, store, record=False, ingest_missing=False)
+    except rollout.RolloutError as err:
+        raise CliError(str(err)) from None
+    if args.json:
+        _print_json(out)
+        return 0
+    ev = out.get("evidence") or {}
+    print(f"{out['model']} {as_of}: candidate {out['candidate']} vs {out['incumbent'] or 'incumbent'} "
+          f"at stage {out['stage']} ({out['status']}): {out['decision'].upper()}")
+    for t in ev.get("metrics") or []:
+        print(f"  {t['metric']}: quality gain {t['delta'] if t['delta'] is None else format(t['delta'], '+.4g')}"
+              f", sequence [{t['lower'] if t['lower'] is None else format(t['lower'], '+.4g')}, "
+              f"{t['upper'] if t['upper'] is None else format(t['upper'], '+.4g')}] on {t['n']:,} "
+              f"units (margin {t['margin']:g})")
+    for r in ev.get("reasons") or []:
+        print(f"  - {r}")
+    d = ev.get("distribution") or {}
+    if d:
+        print(f"  predictions: PSI {d.get('psi')}, KS {d.get('ks')}")
+    for o in ev.get("outcomes") or []:
+        print(f"  {o['name']}: incumbent {o['incumbent']} -> candidate {o['candidate']}")
+    if ev.get("note"):
+        print(f"  {ev['note']}")
+    change = out.get("stage_change")
+    if change:
+        print(f"  the rollout DAG acted on {as_of}: {change['action']} from {change['from']} "
+              f"to {change['to']}" + (f" (traffic steps {change['steps']})" if change.get("steps") else ""))
+    return 0
+
+
 # ----- demo and runs --------------------------------------------------------------------------
 
 
@@ -338,6 +394,33 @@ def cmd_run(args) -> int:
     from watchkeeper import demo_runner
 
     return demo_runner.run_range(args.model, args.ds, args.to or args.ds, dags=args.dag)
+
+
+# ----- backtest (issue 9) ---------------------------------------------------------------------
+
+
+def cmd_backtest(args) -> int:
+    from watchkeeper import backtest
+
+    def progress(r) -> None:
+        if not args.json:
+            verdicts = ", ".join(o.verdict for o in r.outcomes)
+            print(f"replayed {r.name}: {r.days} days in {r.seconds:.0f} s ({verdicts})",
+                  file=sys.stderr, flush=True)
+
+    try:
+        results = backtest.run(args.library, args.incident, progress=progress, jobs=args.jobs)
+    except backtest.IncidentError as err:
+        raise CliError(str(err)) from None
+    if args.json:
+        _print_json({"passed": backtest.passed(results), **backtest.summary(results),
+                     "incidents": [r.to_dict() for r in results]})
+    else:
+        print(backtest.table(results))
+    return 0 if backtest.passed(results) else 1
+
+
+# ----- end backtest ---------------------------------------------------------------------------
 
 
 def _store():
@@ -412,6 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the answers as JSON")
     c.set_defaults(func=cmd_triage)
 
+    c = sub.add_parser("compare", help="a candidate model against the incumbent: promote, hold or rollback")
+    c.add_argument("model")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--as-of", dest="as_of", help="compare as known on this day (default: the newest compared day)")
+    c.set_defaults(func=cmd_compare)
+
     c = sub.add_parser("silence", help="silence a model's alerts until a day (recorded, shown, not sent)")
     c.add_argument("model")
     c.add_argument("--kind", help="only this alert kind (e.g. drift, budget_burn); default all")
@@ -439,6 +528,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("model")
     a.add_argument("--key", action="append", help="only this dedupe key (repeatable)")
     c.set_defaults(func=cmd_alerts)
+
+    c = sub.add_parser("backtest", help="replay the incident library through the current monitors; "
+                                        "exit 0 when every incident is caught in time")
+    c.add_argument("--incident", action="append", help="only this incident (repeatable)")
+    c.add_argument("--library", help="a folder of incidents (default include/incidents)")
+    c.add_argument("--json", action="store_true", help="print the results as JSON")
+    c.add_argument("--jobs", type=int, default=1, help="replay this many incidents at once")
+    c.set_defaults(func=cmd_backtest)
     return p
 
 

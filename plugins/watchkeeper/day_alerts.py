@@ -8,9 +8,12 @@ re-run of the day enqueues nothing new.
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 
 from watchkeeper.spec import ModelSpec
+
+log = logging.getLogger(__name__)
 
 DATASET = "__dataset__"
 
@@ -86,7 +89,8 @@ def labels_findings(spec: ModelSpec, ds: str, store):
     thresholds = {s.sli: s for s in spec.slos if s.quality and s.threshold is not None}
     # One finding per SLI and labels run: the newest prediction-day that is mature as known on ds.
     newest: dict[str, object] = {}
-    for m in store.metrics(spec.name, "quality", as_known_on=ds):
+    rows = store.metrics(spec.name, "quality", as_known_on=ds)
+    for m in rows:
         if m.known_on != ds or m.payload.get("provisional"):
             continue
         p = m.payload
@@ -106,7 +110,77 @@ def labels_findings(spec: ModelSpec, ds: str, store):
                           if k in ("accuracy", "precision", "recall", "f1")})
     quality = list(newest.values())
     return am.DayFindings(quality=quality or None, concept_drift=concept,
-                          budgets=_budgets(spec, ds, store), gate=_gate_transition(spec, ds, store))
+                          budgets=_budgets(spec, ds, store), gate=_gate_transition(spec, ds, store),
+                          label_lag=_label_lag(spec, ds, store, rows))
+
+
+def _label_lag(spec: ModelSpec, ds: str, store, rows):
+    """The label-lag check of the labels run on ds (None when no normal timing is known: then
+    nothing is alerted and nothing recovers; the log says why).
+
+    The check needs the prediction-days as known on ds (`rows`, already read) and the normal
+    timing, learned from the versions restate stored for the model's first prediction-days: one
+    read per known_on day of that learning window, of its days not matured yet, until all have.
+    """
+    import pandas as pd
+
+    from watchkeeper import alerts_messages as am
+    from watchkeeper import labels as lab
+
+    ls = spec.labels
+    current = [m for m in rows if m.subject == "overall"]
+    if ls is None or not current:
+        return None
+
+    def row(m):
+        p = m.payload or {}
+        return {"prediction_ds": m.ds, "known_on": m.known_on, "coverage": p.get("coverage"),
+                "mature": not p.get("provisional", True), "lag_p50_days": p.get("lag_days_p50"),
+                "lag_p90_days": p.get("lag_days_p90"), "n_predictions": p.get("n_predictions")}
+
+    first = date.fromisoformat(min(m.ds for m in current))
+    learn_until = (first + timedelta(days=lab.LAG_HEALTHY_DAYS - 1)).isoformat()
+    pending = {m.ds for m in current if m.ds <= learn_until}  # learning days not matured yet
+    last_known = min(date.fromisoformat(ds),
+                     first + timedelta(days=lab.LAG_HEALTHY_DAYS - 1 + ls.max_delay_days))
+    # A quality SLI carries the same coverage and maturity as the metric set, without the
+    # per-segment payload that makes a metric row costly to read; specs without one read metrics.
+    quality_sli = next((s.sli for s in spec.slos if s.quality), None)
+    seen: dict[tuple[str, str], dict] = {}
+    k = first
+    while k <= last_known and pending:
+        since, until = min(pending), min(k.isoformat(), learn_until)
+        if quality_sli is not None:
+            found = [{"prediction_ds": r.ds, "known_on": r.known_on,
+                      "coverage": (r.details or {}).get("coverage"), "mature": not r.provisional}
+                     for r in store.slis(spec.name, as_known_on=k.isoformat(), sli=quality_sli,
+                                         since=since, until=until)]
+        else:
+            found = [row(m) for m in store.metrics(spec.name, "quality", as_known_on=k.isoformat(),
+                                                   since=since, until=until)
+                     if m.subject == "overall"]
+        for r in found:
+            seen[(r["prediction_ds"], r["known_on"])] = r
+            if r["mature"]:
+                pending.discard(r["prediction_ds"])
+        k += timedelta(days=1)
+    columns = ["prediction_ds", "known_on", "coverage", "mature"]
+    timing = lab.label_timing(pd.DataFrame(list(seen.values()), columns=columns),
+                              maturity_threshold=ls.maturity_coverage,
+                              expected_maturity_days=ls.expected_maturity_days)
+    check = lab.label_lag_check(pd.DataFrame([row(m) for m in current]), timing, as_of_ds=ds,
+                                max_label_delay_days=ls.max_delay_days)
+    log.info("label lag of %s as known on %s: %s", spec.name, ds, check.reason)
+    if not check.evaluated:
+        return None
+    return am.LabelLagFinding(
+        days=tuple(am.LabelLagDay(prediction_ds=d.prediction_ds, age_days=d.age_days,
+                                  coverage=d.coverage, milestone=d.milestone,
+                                  milestone_coverage=d.milestone_coverage, normal_days=d.normal_days)
+                   for d in check.days),
+        maturity_days=timing.maturity_days, halfway_days=timing.halfway_days,
+        maturity_threshold=timing.maturity_threshold, tolerance_days=check.tolerance_days,
+        normal=timing.note)
 
 
 def raise_for(spec: ModelSpec, ds: str, store, which: str) -> dict:
@@ -122,3 +196,26 @@ def deliver(spec: ModelSpec, store, resolver=None) -> dict:
 
     report = alerts.deliver(store, spec, resolver=resolver, echo=lambda *_a, **_k: None)
     return report.to_dict()
+
+
+# ---- shadow and canary rollouts (issue 10) ----------------------------------------------------
+
+
+def raise_rollout(spec: ModelSpec, ds: str, store, decision: dict) -> dict:
+    """Enqueue the message of a decisive comparison (`watchkeeper.rollout.run_compare`'s result);
+    idempotent on (model, rollout_decision, candidate@stage, ds) like every alert."""
+    from watchkeeper import alerts
+    from watchkeeper import alerts_messages as am
+
+    ev = decision.get("evidence") or {}
+    numbers = []
+    for t in ev.get("metrics", []):
+        numbers.append((f"{t['metric']} gain (margin {t['margin']:g})",
+                        f"{am._num(t.get('delta'))} in [{am._num(t.get('lower'))}, "
+                        f"{am._num(t.get('upper'))}], n={t['n']:,}"))
+    numbers.append(("alpha", f"{ev.get('alpha')}"))
+    f = am.RolloutFinding(candidate=decision["candidate"], incumbent=decision.get("incumbent"),
+                          stage=decision["stage"], decision=decision["decision"],
+                          reasons=tuple(ev.get("reasons", [])), numbers=tuple(numbers))
+    report = alerts.enqueue(store, am.rollout_alerts(spec, ds, f, newest_ds=store.newest_ds(spec.name)))
+    return report.to_dict() if hasattr(report, "to_dict") else {"report": str(report)}

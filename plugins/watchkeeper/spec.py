@@ -202,6 +202,7 @@ class LabelSpec(_Strict):
     timestamp_column: str | None = None
     max_delay_days: int = Field(default=14, ge=1, le=365)
     maturity_coverage: float = Field(default=0.9, gt=0, le=1)
+    expected_maturity_days: int | None = Field(default=None, ge=0, le=365, description="normal days to maturity (label_lag); learned when unset")
     business_outcomes: list[BusinessOutcome] = []
 
 
@@ -254,6 +255,100 @@ class DriftSpec(_Strict):
     features_per_task: int = Field(default=4, ge=1)
 
 
+# ----- shadow and canary rollouts (issue 10) ---------------------------------------------------
+
+ROLLOUT_METRICS = {
+    "binary_classification": ("brier", "log_loss", "error_rate"),
+    "regression": ("mae", "mse"),
+}
+UNBOUNDED_METRICS = ("mae", "mse")  # per-row differences need a bound from the spec
+DEFAULT_STAGES: tuple[str | int, ...] = ("shadow", 5, 25, 50, 100)
+
+
+class CandidateSpec(_Strict):
+    """A candidate model compared with the production model (the incumbent) before it replaces
+    it: in shadow (it scores the same ids, serves none) and then in canary stages (it serves a
+    growing share of traffic). See README "Shadow and canary rollouts"."""
+
+    name: str = Field(description="the candidate's model version, e.g. fraud-v4")
+    incumbent: str | None = Field(
+        default=None, description="the production version it would replace (default: the "
+        "model_version column of the production predictions)")
+    mode: Literal["shadow", "canary"] = "canary"
+    since: date = Field(description="first prediction day of the rollout's first stage")
+    source: Source
+    id_column: str | None = Field(default=None, description="default: columns.id")
+    score: str | None = Field(default=None, description="default: prediction.score")
+    label: str | None = Field(default=None, description="default: prediction.label")
+    margins: dict[str, float] = Field(min_length=1, description="non-inferiority margin per metric")
+    difference_bounds: dict[str, float] = Field(
+        default={}, description="per-row |loss difference| bound for mae/mse (larger are clipped)")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    min_labels: int = Field(default=1000, ge=1)
+    min_segment_labels: int = Field(default=300, ge=1)
+    stages: list[str | int] | None = Field(
+        default=None, description="default shadow, 5, 25, 50, 100 (canary) or shadow (shadow)")
+
+    @field_validator("margins")
+    @classmethod
+    def _margins(cls, v: dict[str, float]) -> dict[str, float]:
+        known = sorted({m for ms in ROLLOUT_METRICS.values() for m in ms})
+        for k, m in v.items():
+            if k not in known:
+                raise ValueError(f"{k!r} is not a per-row metric the test can use; use one of "
+                                 f"{', '.join(known)}")
+            if not m > 0:
+                raise ValueError(f"{k}: the margin must be a positive number, got {m!r}")
+        return v
+
+    @field_validator("difference_bounds")
+    @classmethod
+    def _bounds(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, b in v.items():
+            if not b > 0:
+                raise ValueError(f"{k}: the bound must be a positive number, got {b!r}")
+        return v
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, v):
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("give at least one stage (shadow, or a percentage of traffic)")
+        out: list[str | int] = []
+        for i, st in enumerate(v):
+            if st == "shadow":
+                if i != 0:
+                    raise ValueError("'shadow' can only be the first stage")
+                out.append("shadow")
+                continue
+            if isinstance(st, bool) or not isinstance(st, int) or not 0 < st <= 100:
+                raise ValueError(f"stage {st!r}: use 'shadow' or a whole percentage of traffic "
+                                 "in 1..100")
+            if out and out[-1] != "shadow" and st <= out[-1]:
+                raise ValueError(f"stage {st}: percentages must increase ({out[-1]} comes first)")
+            out.append(st)
+        return out
+
+    @model_validator(mode="after")
+    def _mode_stages(self):
+        stages = self.stages
+        if stages is None:
+            return self
+        if self.mode == "shadow" and stages != ["shadow"]:
+            raise ValueError("mode 'shadow' compares without serving: stages must be [shadow]")
+        if self.mode == "canary" and stages[-1] != 100:
+            raise ValueError("a canary rollout must end at 100 (the candidate serves all traffic)")
+        return self
+
+    @property
+    def rollout_stages(self) -> list[str | int]:
+        if self.stages is not None:
+            return list(self.stages)
+        return ["shadow"] if self.mode == "shadow" else list(DEFAULT_STAGES)
+
+
 class PredictionMonitorSpec(_Strict):
     # The chance that a healthy day raises any prediction or coverage alert, split evenly over
     # the monitors the model's task runs: about one false alarm in 100 healthy days.
@@ -283,6 +378,30 @@ class ModelSpec(_Strict):
     alerts: Alerts = Alerts()
     gate: GateSpec = GateSpec()
     report_retention_days: int | None = Field(default=None, ge=1)
+    candidate: CandidateSpec | None = None  # issue 10: a shadow / canary rollout
+
+    @field_validator("candidate")
+    @classmethod
+    def _candidate_fits_model(cls, v, info):
+        # A field validator (not the model validator) so the error names the `candidate` field.
+        if v is None:
+            return v
+        task = info.data.get("task")
+        if task not in ROLLOUT_METRICS:
+            raise ValueError(f"shadow and canary comparisons support "
+                             f"{' and '.join(ROLLOUT_METRICS)}, not {task}")
+        wrong = [m for m in v.margins if m not in ROLLOUT_METRICS[task]]
+        if wrong:
+            raise ValueError(f"margins: {', '.join(wrong)} do not apply to {task}; use "
+                             f"{', '.join(ROLLOUT_METRICS[task])}")
+        unbounded = [m for m in v.margins if m in UNBOUNDED_METRICS and m not in v.difference_bounds]
+        if unbounded:
+            raise ValueError(f"margins: {', '.join(unbounded)} need difference_bounds."
+                             f"{unbounded[0]} (the largest per-row loss difference the test "
+                             "assumes; larger ones are clipped)")
+        if "labels" in info.data and info.data.get("labels") is None:
+            raise ValueError("a candidate is compared on labels: the spec needs a `labels` block")
+        return v
 
     # Set by load_spec: where the spec came from, for messages and relative paths.
     spec_path: str = Field(default="", exclude=True)

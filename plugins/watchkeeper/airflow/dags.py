@@ -111,6 +111,26 @@ def _feature_group_stage(name: str, kind: str, groups: list[dict]):
     return parts, merged
 
 
+def _fail_run_when_a_task_fails(dag: DAG) -> None:
+    """Airflow judges a run by its last tasks, and `report` runs whatever happened before it
+    (trigger rule all_done), so a day whose checks failed would show as a successful run. This
+    watcher, downstream of every task, fails the run when any of them failed and is skipped
+    otherwise."""
+
+    @task(task_id="run_status", trigger_rule="one_failed", retries=0)
+    def run_status() -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(
+            "a task of this run failed (its log says why; `watchkeeper status` lists the model's "
+            "recent task failures); the other tasks ran and stored what they could")
+
+    watcher = run_status()
+    for t in dag.tasks:
+        if t is not watcher.operator:
+            t >> watcher
+
+
 def monitor_dag(spec: specmod.ModelSpec) -> DAG:
     name = spec.name
     doc = MONITOR_DOC.format(
@@ -180,6 +200,7 @@ def monitor_dag(spec: specmod.ModelSpec) -> DAG:
         rs = record_slis(loaded)
         [ing, feat, d, k, p] >> rs
         _alert_and_report(name, "monitor", rs)
+        _fail_run_when_a_task_fails(dag)
     return dag
 
 
@@ -228,7 +249,18 @@ def labels_dag(spec: specmod.ModelSpec) -> DAG:
 
             return runtime.restate_quality(name, ds)
 
-        _alert_and_report(name, "labels", restate_quality(ingest_labels()))
+        restated = restate_quality(ingest_labels())
+        if spec.candidate is not None:  # issue 10: the candidate against the incumbent
+
+            @task(task_id="compare", multiple_outputs=False)
+            def compare(_restated: dict, ds=None) -> dict:
+                from watchkeeper.airflow import runtime
+
+                return runtime.compare(name, ds)
+
+            restated = compare(restated)
+        _alert_and_report(name, "labels", restated)
+        _fail_run_when_a_task_fails(dag)
     return dag
 
 
@@ -293,6 +325,80 @@ def deploy_dag(spec: specmod.ModelSpec) -> DAG:
     return dag
 
 
+# ---- shadow and canary rollouts (issue 10) ----------------------------------------------------
+
+ROLLOUT_DOC = """\
+### Rollout of candidate `{candidate}` for `{name}` (example)
+
+Stages: {stages}. Every day, after the labels DAG's **compare** task has stored the day's
+comparison of the candidate with the incumbent (an always-valid sequential test on labelled
+rows: paired on the same ids in shadow, by traffic slice in canary; margins {margins},
+alpha {alpha}, at least {min_labels} labels):
+
+- **decide** reads that decision for the stage in force and branches:
+  *promote* → **gate** (`ErrorBudgetGate`: the model's error budgets must allow a deployment)
+  → **promote** (traffic moves to the next stage from the next day; at the last stage the rollout
+  is complete); *rollback* → **roll_back** (never waits for the gate: traffic drains back
+  through the earlier stages to 0); *hold* → **hold** (not enough evidence yet, or the gate is not
+  open).
+- Every stage change is stored as a `rollout_stage` event; the model page shows them with the
+  daily decisions and their evidence.
+"""
+
+
+def rollout_dag(spec: specmod.ModelSpec) -> DAG:
+    from watchkeeper.airflow.operators import ErrorBudgetGate
+
+    name = spec.name
+    cand = spec.candidate
+    with DAG(
+        dag_id=f"{name}_rollout",
+        description=f"Staged rollout of candidate {cand.name} for {name}, decided by the "
+                    "daily comparison and the error-budget gate",
+        schedule="@daily",
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_default_args(spec),
+        tags=["watchkeeper", "rollout", f"model:{name}", spec.task],
+        doc_md=ROLLOUT_DOC.format(
+            name=name, candidate=cand.name, alpha=cand.alpha, min_labels=cand.min_labels,
+            stages=" → ".join("shadow" if st == "shadow" else f"{st}%" for st in cand.rollout_stages),
+            margins=", ".join(f"{k} {v:g}" for k, v in cand.margins.items())),
+    ) as dag:
+
+        @task.branch(task_id="decide")
+        def decide(ds=None) -> str:
+            from watchkeeper.airflow import runtime
+
+            return runtime.rollout_decide(name, ds)
+
+        gate = ErrorBudgetGate(task_id="gate", model=name, scope="model", as_of="{{ ds }}")
+
+        @task(task_id="promote", multiple_outputs=False)
+        def promote(ds=None, run_id=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.rollout_promote(name, ds, run_id)
+
+        @task(task_id="roll_back", multiple_outputs=False)
+        def roll_back(ds=None, run_id=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.rollout_roll_back(name, ds, run_id)
+
+        @task(task_id="hold", multiple_outputs=False)
+        def hold(ds=None) -> dict:
+            from watchkeeper.airflow import runtime
+
+            return runtime.rollout_hold(name, ds)
+
+        branch = decide()
+        branch >> gate >> promote()
+        branch >> [roll_back(), hold()]
+    return dag
+
+
 def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
     """The DAGs of every valid spec.
 
@@ -306,6 +412,8 @@ def build_dags(models_dir: str | Path | None = None) -> dict[str, DAG]:
         built = [monitor_dag(s), deploy_dag(s)]
         if s.labels is not None:
             built.append(labels_dag(s))
+        if s.candidate is not None and s.labels is not None:
+            built.append(rollout_dag(s))
         for d in built:
             dags[d.dag_id] = d
     return dags

@@ -126,3 +126,50 @@ def build_reports(model: str, ds: str) -> dict:
     return {"index": str(b.index), "day_pages": [str(p) for p in b.day_pages],
             "triage_pages": [str(p) for p in b.triage_pages], "problems": b.problems,
             "seconds": round(b.seconds, 2)}
+
+
+# ---- shadow and canary rollouts (issue 10) ----------------------------------------------------
+
+
+def compare(model: str, ds: str) -> dict:
+    """The labels DAG's compare task: the candidate against the incumbent, stored and alerted."""
+    from watchkeeper import compare as cmp
+    from watchkeeper import rollout
+
+    try:
+        out = rollout.run_compare(get_spec(model), ds, _store(), resolver=conn_url)
+    except (rollout.RolloutError, cmp.CompareError) as err:
+        # Wrong columns or a missing candidate block: a retry cannot fix it.
+        raise AirflowFailException(f"compare for model {model!r} on {ds}: {err}") from None
+    # XCom keeps the verdict; the evidence is in the store (the event) and on the model page.
+    return {k: v for k, v in out.items() if k != "evidence"} | {
+        "reasons": (out.get("evidence") or {}).get("reasons")}
+
+
+def rollout_decide(model: str, ds: str) -> str:
+    import logging
+
+    from watchkeeper import rollout
+
+    d = rollout.decide(get_spec(model), ds, _store())
+    logging.getLogger(__name__).info("rollout of %s at %s on %s: %s (%s)", d["candidate"],
+                                     d["stage"], ds, d["branch"], d["why"])
+    return d["branch"]
+
+
+def rollout_promote(model: str, ds: str, run_id: str | None) -> dict:
+    from watchkeeper import rollout
+
+    return rollout.promote(get_spec(model), ds, _store(), run_id)
+
+
+def rollout_roll_back(model: str, ds: str, run_id: str | None) -> dict:
+    from watchkeeper import rollout
+
+    return rollout.roll_back(get_spec(model), ds, _store(), run_id)
+
+
+def rollout_hold(model: str, ds: str) -> dict:
+    from watchkeeper import rollout
+
+    return rollout.decide(get_spec(model), ds, _store())

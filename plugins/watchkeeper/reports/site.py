@@ -566,8 +566,10 @@ def render_model_page(md: dmod.ModelData, root: Path, gate: dict[str, dict], now
                 render_value({k: v for k, v in (e.payload or {}).items()
                               if k not in ("reasons",)})]
                for e in sorted(md.events, key=lambda e: (e.ds, e.created_at), reverse=True)
-               if e.kind != "gate_decision"][:200]
+               if e.kind not in ("gate_decision", "rollout_decision")][:200]
     decisions = [e for e in md.events if e.kind == "gate_decision"]
+    if spec.candidate is not None or any(e.kind == "rollout_decision" for e in md.events):
+        body.append(_rollout_section(md))  # issue 10
     body.append('<h2 id="events">Deployments, overrides and silences</h2>'
                 '<p class="small muted">Marked on every time axis above (D deployment, '
                 f"O override, S silence). {len(decisions)} gate decision(s) audited.</p>"
@@ -575,6 +577,62 @@ def render_model_page(md: dmod.ModelData, root: Path, gate: dict[str, dict], now
     body.append('<h2 id="days">Every day</h2>' + _days_table(md, root, cutoff))
     return page(f"{spec.name} · Watchkeeper", "\n".join(body), depth=1,
                 crumbs=[("Watchkeeper", "../index.html"), (spec.name, None)], generated_at=now)
+
+
+# ---- shadow and canary rollouts (issue 10) ----------------------------------------------------
+
+_ROLLOUT_BADGE = {"promote": "open", "hold": "inconclusive", "rollback": "closed"}
+
+
+def _rollout_section(md: dmod.ModelData) -> str:
+    """The candidate's rollout: stage changes, then the daily decisions with their evidence
+    (newest first), from the rollout_stage and rollout_decision events."""
+    decisions = sorted((e for e in md.events if e.kind == "rollout_decision"),
+                       key=lambda e: e.ds, reverse=True)
+    changes = sorted((e for e in md.events if e.kind == "rollout_stage"), key=lambda e: e.ds)
+    cand = md.spec.candidate
+    out = ['<h2 id="rollout">Shadow and canary rollout</h2>']
+    if cand is not None:
+        stages = " → ".join("shadow" if st == "shadow" else f"{st}%" for st in cand.rollout_stages)
+        margins = ", ".join(f"{k} {v:g}" for k, v in cand.margins.items())
+        out.append(f'<p class="small">Candidate {h(cand.name)}, stages {h(stages)}, margins '
+                   f"{h(margins)}, alpha {h(cand.alpha)}, at least {h(cand.min_labels)} labels "
+                   "per stage. Promote when the always-valid confidence sequence of the quality "
+                   "gain lies above −margin; roll back when it lies below.</p>")
+    rows = []
+    for e in changes:
+        p = e.payload or {}
+        def stage(x):
+            return "shadow" if x == "shadow" else f"{x}%"
+
+        to = "rolled back" if p.get("action") == "rollback" else stage(p.get("to"))
+        steps = " → ".join(f"{x}%" for x in p.get("steps") or [])
+        rows.append([h(e.ds), h(p.get("action")), h(stage(p.get("from"))), h(to), h(steps),
+                     h("; ".join(p.get("reasons") or [])[:300])])
+    out.append("<h3>Stage changes</h3>" + table(["day", "action", "from", "to", "traffic steps",
+                                                   "why"], rows, long_cols=[5]))
+    rows = []
+    for e in decisions[:120]:
+        p = e.payload or {}
+        ev = p.get("evidence") or {}
+        tests = ev.get("metrics") or []
+        cs = "; ".join(f"{t.get('metric')} {num(t.get('delta'))} in [{num(t.get('lower'))}, "
+                       f"{num(t.get('upper'))}] n={num(t.get('n'))}" for t in tests)
+        dist = ev.get("distribution") or {}
+        outcomes = "; ".join(f"{o.get('name')}: {num(o.get('incumbent'))} → {num(o.get('candidate'))}"
+                             for o in ev.get("outcomes") or [])
+        bad_segments = [f"{s.get('column')}={s.get('value')}" for s in ev.get("segments") or []
+                        if s.get("decision") == "rollback"]
+        rows.append([h(e.ds), h(p.get("stage")),
+                     badge(_ROLLOUT_BADGE.get(p.get("decision")), p.get("decision")), h(cs),
+                     f"PSI {num(dist.get('psi'))}, KS {num(dist.get('ks'))}", h(outcomes),
+                     h(", ".join(bad_segments) or "none"),
+                     h("; ".join(ev.get("reasons") or [])[:300])])
+    out.append("<h3>Daily comparisons</h3>" + table(
+        ["day", "stage", "decision", "quality gain (candidate − incumbent), sequence",
+         "prediction shift", "business outcome (incumbent → candidate)", "segments worse",
+         "why"], rows, long_cols=[3, 7]))
+    return "\n".join(out)
 
 
 def _stage_cell(s: Any) -> str:
