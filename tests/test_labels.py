@@ -406,3 +406,281 @@ def test_join_caller_errors_are_typed():
     bad_ds = pd.DataFrame({"txn_id": [1], "ds": ["yesterday"]})
     with pytest.raises(LabelInputError, match="predictions.ds: 1 value"):
         join_labels(bad_ds, hist, as_of_ds="2024-03-02", max_label_delay_days=3, id_col="txn_id")
+
+
+# --------------------------------------------------------------------------------------------
+# label lag: label_timing and label_lag_check (and the label_lag alert they feed)
+# --------------------------------------------------------------------------------------------
+
+from datetime import date, timedelta  # noqa: E402
+
+from watchkeeper.labels import LabelTiming, label_lag_check, label_timing  # noqa: E402
+
+HEALTHY = (0.0, 0.55, 0.84, 0.97)  # coverage at age 0, 1, 2, 3+: half-way at 1, mature at 3
+FIRST = date(2024, 5, 1)
+
+
+def _day(i: int) -> str:
+    return (FIRST + timedelta(days=i)).isoformat()
+
+
+def _versions(profiles, as_of: int, threshold: float = 0.9) -> pd.DataFrame:
+    """Coverage of prediction-day i (profile i: coverage at age 0, 1, ..., then its last value) as
+    known on every day up to day `as_of`: the versions restate stores."""
+    rows = []
+    for i, prof in enumerate(profiles):
+        for age in range(as_of - i + 1):
+            cov = prof[min(age, len(prof) - 1)]
+            rows.append({"prediction_ds": _day(i), "known_on": _day(i + age), "coverage": cov,
+                         "mature": cov >= threshold, "lag_p50_days": 1.0, "lag_p90_days": 2.0})
+    return pd.DataFrame(rows)
+
+
+def _known_on(versions: pd.DataFrame, day: int) -> pd.DataFrame:
+    return versions[versions["known_on"] == _day(day)].reset_index(drop=True)
+
+
+def _later(shift: int):
+    """The healthy profile with every label `shift` days later."""
+    return (0.0,) * shift + HEALTHY
+
+
+def test_label_timing_is_the_p90_over_the_first_healthy_days_leaving_out_a_late_one():
+    slow = _later(4)  # half-way at 5, mature at 7: more than a day past the normal
+    one_day_late = (0.0, 0.3, 0.6, 0.85, 0.95)  # half-way at 2, mature at 4: within tolerance
+    profiles = [HEALTHY] * 4 + [slow] + [HEALTHY] * 4 + [one_day_late] * 2 + [HEALTHY] * 3
+    t = label_timing(_versions(profiles + [_later(9)] * 5, as_of=30), maturity_threshold=0.9)
+    assert t.maturity_source == "history"
+    assert t.left_out_days == (_day(4),)
+    # the first 14 prediction-days but the slow one; later days teach nothing (even slow ones)
+    assert t.healthy_days == tuple(_day(i) for i in range(14) if i != 4)
+    # p90 (linear) of 11 x 3 days and 2 x 4 days, and of 11 x 1 day and 2 x 2 days
+    assert t.maturity_days == pytest.approx(3.8) and t.halfway_days == pytest.approx(1.8)
+    assert "p90 over 13 healthy prediction-day(s)" in t.note
+    assert "1 early day(s) left out as late (2024-05-05)" in t.note
+
+
+def test_with_too_little_history_and_no_spec_value_nothing_is_derived_and_it_says_so():
+    versions = _versions([HEALTHY] * 2 + [_later(6)] * 3, as_of=4)  # two days matured so far
+    t = label_timing(versions, maturity_threshold=0.9)
+    assert not t.known and t.maturity_source == "none"
+    assert "2 of the model's first 14 prediction-days matured" in t.note
+    assert "labels.expected_maturity_days" in t.note
+    check = label_lag_check(_known_on(versions, 4), t, as_of_ds=_day(4), max_label_delay_days=14)
+    assert not check.evaluated and not check.late and check.days == ()
+    assert check.reason.startswith("not evaluated: 2 of the model's first 14")
+    # an empty store teaches nothing either
+    empty = label_timing(pd.DataFrame(columns=["prediction_ds", "known_on", "coverage", "mature"]),
+                         maturity_threshold=0.9)
+    assert not empty.known and "0 of the model's first 14" in empty.note
+
+    # labels.expected_maturity_days stands in for the history: maturity is judged at once
+    t = label_timing(versions, maturity_threshold=0.9, expected_maturity_days=2)
+    assert t.known and t.maturity_source == "spec" and t.maturity_days == 2 and t.halfway_days is None
+    check = label_lag_check(_known_on(versions, 4), t, as_of_ds=_day(4), max_label_delay_days=14)
+    assert check.evaluated
+    # days 0-1 matured; days 2-4 are 2, 1 and 0 days old: not past 2 + 1 days yet
+    assert not check.late
+    versions = _versions([HEALTHY] * 2 + [_later(6)] * 3, as_of=6)
+    check = label_lag_check(_known_on(versions, 6), t, as_of_ds=_day(6), max_label_delay_days=14)
+    assert [(d.prediction_ds, d.age_days, d.milestone, d.normal_days) for d in check.days] == [
+        (_day(2), 4, "mature", 2.0)]
+
+
+def test_label_lag_flags_days_behind_the_normal_with_their_numbers():
+    # 8 healthy days, then each day's labels one day later than the day before (from day 8: +1,
+    # +2, +3, ...), as in the slow_label_pipeline incident
+    profiles = [HEALTHY] * 8 + [_later(k) for k in range(1, 8)]
+    versions = _versions(profiles, as_of=14)
+    timing = label_timing(versions, maturity_threshold=0.9)
+    # day 8 (+1) is within tolerance and learned; day 9 (+2) matured, too late to be learned
+    assert timing.left_out_days == (_day(9),) and timing.healthy_days[-1] == _day(8)
+    found = {}
+    for day in range(8, 15):
+        check = label_lag_check(_known_on(versions, day), timing, as_of_ds=_day(day),
+                                max_label_delay_days=14)
+        assert check.evaluated
+        found[day] = [(d.prediction_ds, d.age_days, d.milestone) for d in check.days]
+    # +1 and +2 days are within the normal (p90) plus one day's tolerance; +3 is not: day 10's
+    # labels are not half-way at 3 days old (healthy days are by 1, 1.x with day 8 learned)
+    assert found[8] == found[9] == found[10] == found[11] == found[12] == []
+    assert found[13] == [(_day(10), 3, "halfway")]
+    # day 10 is half-way at 4 days old (still immature, but within 3.x + 1 days); day 11 is late
+    assert found[14] == [(_day(11), 3, "halfway")]
+    check = label_lag_check(_known_on(versions, 13), timing, as_of_ds=_day(13), max_label_delay_days=14)
+    first = check.days[0]
+    assert check.late and check.since == _day(10)
+    assert first.coverage == 0.0 and first.milestone_coverage == 0.45
+    assert first.normal_days == pytest.approx(timing.halfway_days)
+    assert first.lag_p50_days == 1.0 and first.lag_p90_days == 2.0  # carried from the rows
+    assert f"the oldest, {_day(10)}, has 0.0% of its labels at 3 days old" in check.reason
+    assert check.to_dict()["days"][0]["prediction_ds"] == _day(10)
+
+    # the same days with healthy labels: evaluated, nothing late
+    calm = _versions([HEALTHY] * 15, as_of=14)
+    check = label_lag_check(_known_on(calm, 14), timing, as_of_ds=_day(14), max_label_delay_days=14)
+    assert check.evaluated and not check.late
+    assert check.reason == "all 15 prediction-day(s) within the normal label timing"
+
+
+def test_a_day_stuck_below_maturity_is_late_until_labels_can_no_longer_arrive():
+    timing = LabelTiming(maturity_threshold=0.9, maturity_days=3.0, halfway_days=1.0,
+                         maturity_source="history")
+    rows = pd.DataFrame({
+        "prediction_ds": [_day(0), _day(1), _day(5), _day(6), _day(7)],
+        "coverage": [0.6, 0.6, 0.6, None, 0.0],  # day 6 had no predictions: nothing to wait for
+        "mature": [False, False, False, False, False],
+    })
+    check = label_lag_check(rows, timing, as_of_ds=_day(10), max_label_delay_days=9)
+    # day 0 is 10 days old: past max_label_delay, nothing can change it any more
+    assert [(d.prediction_ds, d.age_days, d.milestone) for d in check.days] == [
+        (_day(1), 9, "mature"), (_day(5), 5, "mature"), (_day(7), 3, "halfway")]
+    assert check.checked_days == 3
+    # exactly at normal + tolerance is not late yet
+    on_edge = label_lag_check(rows.iloc[[2]], timing, as_of_ds=_day(9), max_label_delay_days=9)
+    assert on_edge.evaluated and not on_edge.late
+
+
+def test_label_lag_caller_errors_are_typed():
+    timing = LabelTiming(maturity_threshold=0.9, maturity_days=3.0, halfway_days=1.0,
+                         maturity_source="history")
+    with pytest.raises(LabelInputError, match=r"rows: column\(s\) mature missing"):
+        label_lag_check(pd.DataFrame({"prediction_ds": [_day(0)], "coverage": [0.5]}), timing,
+                        as_of_ds=_day(3), max_label_delay_days=14)
+    with pytest.raises(LabelInputError, match="observations.known_on: 1 value"):
+        label_timing(pd.DataFrame({"prediction_ds": [_day(0)], "known_on": ["soon"],
+                                   "coverage": [0.5], "mature": [False]}), maturity_threshold=0.9)
+    with pytest.raises(LabelInputError, match="expected_maturity_days=-1"):
+        label_timing(_versions([HEALTHY], 3), maturity_threshold=0.9, expected_maturity_days=-1)
+    with pytest.raises(LabelInputError, match="as_of_ds='2024-13-01'"):
+        label_lag_check(_known_on(_versions([HEALTHY], 3), 3), timing, as_of_ds="2024-13-01",
+                        max_label_delay_days=14)
+    with pytest.raises(LabelInputError, match="rows.mature: missing on row"):
+        label_lag_check(pd.DataFrame({"prediction_ds": [_day(0)], "coverage": [0.5], "mature": [None]}),
+                        timing, as_of_ds=_day(3), max_label_delay_days=14)
+
+
+def _fraud_spec():
+    from watchkeeper.spec import get_spec
+
+    return get_spec("fraud")  # the project's spec: maturity 0.9, max_delay_days 14
+
+
+def test_label_lag_message_numbers_and_recovery():
+    from watchkeeper.alerts_messages import DayFindings, LabelLagDay, LabelLagFinding, build_alerts
+
+    spec = _fraud_spec()
+    lag = LabelLagFinding(
+        days=(LabelLagDay(_day(11), 3, 0.0, "halfway", 0.45, 1.2),
+              LabelLagDay(_day(10), 4, 0.83, "mature", 0.9, 3.0)),
+        maturity_days=3.0, halfway_days=1.2, maturity_threshold=0.9, tolerance_days=1,
+        normal="p90 over 9 healthy prediction-day(s)")
+    [alert] = build_alerts(spec, _day(14), DayFindings(label_lag=lag), reports_url="https://r")
+    assert (alert.kind, alert.subject, alert.severity) == ("label_lag", "labels", "ticket")
+    assert alert.dedupe_key == f"fraud:label_lag:labels:{_day(14)}"
+    assert alert.channel == "#fraud-ml"
+    assert "2 prediction-days behind since 2024-05-11" in alert.blocks[0]["text"]["text"]
+    assert "Labels of fraud are arriving later than usual" in alert.text
+    assert "The oldest, 2024-05-11, has 83.0% of its labels at 4 days old" in alert.text
+    assert ("- 2024-05-12 (age 3 d): coverage 0.0%; half-way (45.0%) normally by 1.20 d "
+            "(+1 d tolerance)") in alert.text
+    assert "- normal timing: half-way (45.0%) by 1.20 d; mature (90.0%) by 3 d; p90 over 9" in alert.text
+    assert "Day report: https://r/fraud/2024-05-15/index.html" in alert.text
+    assert "Check the label pipeline upstream" in alert.text
+    assert alert.facts["first_late_day"] == _day(10)
+
+    opened = {"fraud:label_lag:labels": _day(14)}
+    # evaluated and clean: the incident recovers in its thread
+    [rec] = build_alerts(spec, _day(16), DayFindings(label_lag=LabelLagFinding(maturity_days=3.0)),
+                         opened)
+    assert rec.kind == "recovery" and rec.subject == "label_lag:labels" and rec.closes_thread
+    assert rec.thread_key == "fraud:label_lag:labels" and "open since 2024-05-15, 3 days" in rec.text
+    # not evaluated (no normal timing known) or still late: nothing recovers
+    assert build_alerts(spec, _day(16), DayFindings(), opened) == []
+    assert [a.kind for a in build_alerts(spec, _day(16), DayFindings(label_lag=lag), opened)] == ["label_lag"]
+
+
+@pytest.mark.parametrize("quality_slo", [True, False], ids=["from-sli", "from-metrics"])
+def test_label_lag_from_the_store_alerts_once_a_day_and_recovers(sqlite_url, quality_slo):
+    """The labels run's alert step, on restated coverage in a real store: learned from the
+    stored versions (of the quality SLI, or of the metric set when the spec has no quality SLO),
+    raised into the outbox, deduplicated on a re-run, recovered on catch-up."""
+    from watchkeeper import alerts, day_alerts
+    from watchkeeper.store import MetricRecord, SliRecord, open_store
+
+    store = open_store(sqlite_url)
+    spec = _fraud_spec()
+    if not quality_slo:
+        spec = spec.model_copy(update={"slos": [s for s in spec.slos if not s.quality]})
+    profiles = [HEALTHY] * 8 + [_later(k) for k in range(1, 9)]
+    versions = _versions(profiles, as_of=16)
+    catch_up = 15  # the backlog is delivered: every day older than a day is covered from day 15
+    late = (versions["known_on"] >= _day(catch_up)) & (versions["known_on"] > versions["prediction_ds"])
+    versions.loc[late, ["coverage", "mature"]] = [0.97, True]
+    raised = {}
+    for day in range(17):
+        with store.transaction() as conn:
+            for r in _known_on(versions, day).itertuples():
+                store.write_metrics(spec.name, r.prediction_ds, "quality", r.known_on, [MetricRecord(
+                    subject="overall", value=r.coverage, payload={
+                        "coverage": r.coverage, "provisional": not r.mature, "lag_days_p50": 1.0,
+                        "lag_days_p90": 2.0, "n_predictions": 600, "metrics": {}})], conn=conn)
+            slis = [SliRecord(ds=r.prediction_ds, sli="precision", value=None, provisional=not r.mature,
+                              details={"coverage": r.coverage, "n_labelled": int(600 * r.coverage)})
+                    for r in _known_on(versions, day).itertuples()]
+            store.write_slis(spec.name, _day(day), slis, conn=conn)
+        findings = day_alerts.labels_findings(spec, _day(day), store)
+        raised[day] = findings.label_lag
+        alerts.raise_alerts(store, spec, _day(day), findings)
+    # days 0-2 mature at 3 days old: before day 5, too little history to judge anything
+    assert all(raised[d] is None for d in range(5))
+    assert raised[5] is not None and not raised[5].late
+    # learned as known on day 13: days 0-7, and day 8 (one day late, within tolerance)
+    assert raised[13].halfway_days == pytest.approx(1.2) and raised[13].maturity_days == pytest.approx(3.2)
+    assert [(d.prediction_ds, d.age_days) for d in raised[13].days] == [(_day(10), 3)]
+    alerts.raise_alerts(store, spec, _day(14), day_alerts.labels_findings(spec, _day(14), store))
+    rows = [(r.ds, r.kind, r.subject) for r in store.outbox("fraud")
+            if r.kind == "label_lag" or r.subject.startswith("label_lag")]
+    assert rows == [(_day(13), "label_lag", "labels"), (_day(14), "label_lag", "labels"),
+                    (_day(15), "recovery", "label_lag:labels")]
+
+
+@pytest.mark.parametrize("model", ["fraud", "eta"])
+def test_the_healthy_demo_world_raises_no_label_lag(demo_home, small_demo, model):
+    """Labels 2-10 days late, about 3% never: the normal is learned from the first days and no
+    prediction-day of the 42 is ever late against it."""
+    from watchkeeper import label_pipeline
+    from watchkeeper.labels import join_labels
+    from watchkeeper.spec import get_spec
+
+    spec = get_spec(model)
+    days = small_demo.ds_list
+    for d in days:
+        label_pipeline.ingest(spec, d)
+    preds, missing = label_pipeline.load_predictions(spec, days)
+    assert not missing and len(preds) > 40 * 1000
+    history = label_pipeline.read_history(spec.name, days)
+    delay = spec.labels.max_delay_days
+    versions, checks = [], []
+    for i, d in enumerate(days):
+        window = days[max(0, i - delay):i + 1]
+        res = join_labels(preds[preds["ds"].isin(window)], history[history["arrived_ds"].isin(window)],
+                          as_of_ds=d, max_label_delay_days=delay,
+                          maturity_threshold=spec.labels.maturity_coverage)
+        known = [{"prediction_ds": c.prediction_ds, "known_on": d, "coverage": c.coverage,
+                  "mature": c.mature, "lag_p50_days": c.lag_p50_days,
+                  "lag_p90_days": c.lag_p90_days} for c in res.days]
+        versions += known
+        rows = pd.DataFrame(known)
+        timing = label_timing(pd.DataFrame(versions), maturity_threshold=spec.labels.maturity_coverage)
+        checks.append(label_lag_check(rows, timing, as_of_ds=d, max_label_delay_days=delay))
+    late = [(c.as_of_ds, c.reason) for c in checks if c.late]
+    assert late == []
+    evaluated = [c for c in checks if c.evaluated]
+    # the first day matures at 9 days old, the third two days later: checked from then on
+    assert checks[11].evaluated and len(evaluated) == len(days) - 11
+    timing = checks[-1].timing
+    assert timing.left_out_days == () and len(timing.healthy_days) == 14
+    # 2-10 days late: 92% of the labels are in after 9 days, 51% after 4
+    assert timing.maturity_days == 9.0 and timing.halfway_days == 4.0
+    assert checks[-1].checked_days == delay + 1
