@@ -787,6 +787,10 @@ def _deliver_row(store: Any, spec: ModelSpec, client: Any, creds: SlackCredentia
     report.retry_later.append({"dedupe_key": key, "reason": gave_up or ""})
     if outcome.retry_after is not None and outcome.retry_after > max_retry_after:
         return f"not attempted: Slack asked to wait {outcome.retry_after:.0f} s (rate limited)"
+    if outcome.code == "connection":
+        # Slack is unreachable (chaos suite): the next rows would each sit through the same
+        # backoff, holding the alert task for minutes; they stay pending for the next delivery.
+        return f"not attempted: Slack unreachable ({error})"
     return None
 
 

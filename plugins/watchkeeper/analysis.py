@@ -68,6 +68,16 @@ def reference_unavailable(spec: ModelSpec, err) -> str:
             f"in {Path(spec.spec_path).name}); restore the file, then re-run the day")
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """A cache file appears whole or not at all: a task killed mid-write must not leave a
+    truncated file that every later run would fail to read."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _cache_key(spec: ModelSpec, path: Path, what: str) -> str:
     st = path.stat()
     raw = json.dumps([what, str(path), st.st_mtime_ns, st.st_size,
@@ -368,7 +378,7 @@ def _prediction_baseline(spec: ModelSpec):
         label_col=spec.prediction.label if spec.task != "regression" else None,
         item_col=spec.prediction.item, query_col=spec.prediction.query_group,
         decision_threshold=spec.prediction.threshold)
-    cached.write_text(json.dumps(b.to_dict()))
+    _write_atomic(cached, json.dumps(b.to_dict()))
     return b
 
 
@@ -380,7 +390,7 @@ def _coverage_reference(spec: ModelSpec):
     if cached.exists():
         return coverage.CoverageReference.from_dict(json.loads(cached.read_text()))
     ref = coverage.build_coverage_reference(train, categorical=spec.categorical, numerical=spec.numerical)
-    cached.write_text(json.dumps(ref.to_dict()))
+    _write_atomic(cached, json.dumps(ref.to_dict()))
     return ref
 
 

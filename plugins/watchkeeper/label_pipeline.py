@@ -236,14 +236,16 @@ def restate(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
                 provisional=not cov.mature,
                 details={"coverage": cov.coverage, "n_labelled": cov.n_labelled},
             ))
-    with store.transaction() as conn:
+    from watchkeeper import monitor
+
+    # The restated quality, its SLIs and the budgets evaluated from them: all or nothing, so a
+    # task killed half-way never leaves SLIs the gate's budget snapshots do not reflect.
+    with store.atomic() as conn:
         for pds, recs in records_by_day.items():
             store.write_metrics(spec.name, pds, FAMILY, ds, recs, conn=conn)
         if slis:
             store.write_slis(spec.name, ds, _dedupe_slis(slis), conn=conn)
-    from watchkeeper import monitor
-
-    budgets = monitor.evaluate_budgets(spec, ds, store)
+        budgets = monitor.evaluate_budgets(spec, ds, store)
     return {"model": spec.name, "ds": ds, "days": summary_days,
             "label_issues": _day_issues(spec.name, ds, result),
             "missing_prediction_days": missing_days, "budgets": budgets}

@@ -298,9 +298,12 @@ def record_slis(spec: ModelSpec, ds: str, store) -> dict:
                      "message": None if part is None else part.message},
         ),
     ]
-    store.write_slis(spec.name, ds, records)
     summary = {r.sli: {"value": r.value, "good": r.good} for r in records}
-    summary["budgets"] = evaluate_budgets(spec, ds, store)
+    # One transaction (chaos suite, a task killed mid-write): the day's SLIs must never be stored
+    # without the budget snapshots evaluated from them, which are all the gate reads.
+    with store.atomic():
+        store.write_slis(spec.name, ds, records)
+        summary["budgets"] = evaluate_budgets(spec, ds, store)
     return summary
 
 

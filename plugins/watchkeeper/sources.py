@@ -113,12 +113,13 @@ def read_day(spec: ModelSpec, src, ds: str, resolver: UrlResolver | None = None)
 def read_file(path: Path, fmt: str | None = None) -> Partition:
     """A whole file (training sets, label files)."""
     fmt = fmt or ("csv" if str(path).lower().endswith(".csv") else "parquet")
-    return _read_file(path, fmt)
+    return _read_file(path, fmt, missing="the file does not exist")
 
 
-def _read_file(path: Path, fmt: str) -> Partition:
+def _read_file(path: Path, fmt: str,
+               missing: str = "no file for this day (the upstream job has not written it)") -> Partition:
     if not path.exists():
-        raise PartitionMissing(str(path), "no file for this day (the upstream job has not written it)")
+        raise PartitionMissing(str(path), missing)
     try:
         if fmt == "csv":
             frame = pd.read_csv(path, encoding="utf-8")

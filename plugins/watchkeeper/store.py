@@ -23,6 +23,7 @@ Schema changes: add `migrations/versions/000N_*.py`, update the Table objects be
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import math
@@ -1071,7 +1072,34 @@ class Store:
             yield conn
 
     @contextmanager
+    def atomic(self) -> Iterator[Connection]:
+        """Every read and write of this store inside the block (in this thread) is one transaction.
+
+        For a step that writes, reads back what it wrote and writes again (the SLIs, then the
+        budgets evaluated from them): a task killed or failing half-way leaves all of it or none.
+        Commits when the block exits normally, rolls back on any exception; nests.
+        """
+        pinned = self._pinned()
+        if pinned is not None:
+            yield pinned
+            return
+        with self.transaction() as conn:
+            token = _ATOMIC.set((self, conn))
+            try:
+                yield conn
+            finally:
+                _ATOMIC.reset(token)
+
+    def _pinned(self) -> Connection | None:
+        held = _ATOMIC.get()
+        return held[1] if held is not None and held[0] is self else None
+
+    @contextmanager
     def _begin(self) -> Iterator[Connection]:
+        pinned = self._pinned()
+        if pinned is not None:  # inside atomic(): the outer transaction commits
+            yield pinned
+            return
         with self.engine.connect() as conn:
             conn.execution_options(watchkeeper_sqlite_begin="IMMEDIATE")
             with conn.begin():
@@ -1089,6 +1117,11 @@ class Store:
 
     @contextmanager
     def _read(self, action: str) -> Iterator[Connection]:
+        pinned = self._pinned()
+        if pinned is not None:  # inside atomic(): see its own uncommitted writes
+            with self._errors(action):
+                yield pinned
+            return
         with self._errors(action), self.engine.connect() as conn:
             yield conn
 
@@ -1671,6 +1704,9 @@ def _event_row(
 # --------------------------------------------------------------------------------------------
 
 _CACHE: dict[str, Store] = {}
+# The store and connection of the innermost Store.atomic() block of this thread (or task).
+_ATOMIC: contextvars.ContextVar[tuple[Store, Connection] | None] = contextvars.ContextVar(
+    "watchkeeper_store_atomic", default=None)
 _CACHE_LOCK = threading.Lock()
 
 
