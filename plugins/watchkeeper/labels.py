@@ -1160,7 +1160,7 @@ def label_timing(
         if not mat.any():
             continue
         t_mat = int(ages[mat][0])
-        t_half = int(ages[cov >= halfway][0])
+        t_half = int(ages[(cov >= halfway) | mat][0])  # a mature day is past half-way
         learned = len(healthy) >= min_days
         norm_mat = spec_days if spec_days is not None else (_normal(mat_ages, quantile) if learned else None)
         norm_half = _normal(half_ages, quantile) if learned else None
