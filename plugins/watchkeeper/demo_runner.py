@@ -126,12 +126,33 @@ def main(end: str | None = None, rows_per_day: int = 20000, fresh: bool = True) 
     env = {**os.environ, "WATCHKEEPER_HOME": str(home),
            "WATCHKEEPER_EVIDENTLY_PAGES": os.environ.get("WATCHKEEPER_EVIDENTLY_PAGES", "on_finding"),
            "WATCHKEEPER_SITE_REBUILD": os.environ.get("WATCHKEEPER_SITE_REBUILD", "end")}
-    procs = [subprocess.Popen([sys.executable, "-m", "watchkeeper.demo_runner", "model", s.name,
-                               days[0], days[-1]], env=env) for s in specs]
+    # Per model, the monitor and labels DAGs run in processes of their own, as Airflow would run
+    # the two DAGs side by side: labels(d) follows monitor(d), and monitor(d + 1) overlaps it.
+    # The cores stay busy instead of waiting for the heaviest model.
+    progress_dir = home / "work" / "demo-progress"
+    shutil.rmtree(progress_dir, ignore_errors=True)
+    progress_dir.mkdir(parents=True)
+    procs = {}
+    for s in specs:
+        roles = ["monitor", "labels"] if s.labels is not None else ["monitor"]
+        for role in roles:
+            procs[(s.name, role)] = subprocess.Popen(
+                [sys.executable, "-m", "watchkeeper.demo_runner", role, s.name, days[0], days[-1]],
+                env=env)
     try:
-        failures = sum(p.wait() != 0 for p in procs)
+        running = dict(procs)
+        while running:
+            for (model, role), p in list(running.items()):
+                if p.poll() is not None:
+                    del running[(model, role)]
+                    f = _progress_file(model, role)  # a worker that died cannot leave its partner waiting
+                    last = f.read_text() if f.exists() else ""
+                    if not last.startswith("end:"):
+                        _mark(model, role, f"end:{last}")
+            time.sleep(0.2)
+        failures = sum(p.returncode != 0 for p in procs.values())
     finally:  # an interrupted demo must not leave its workers running
-        for p in procs:
+        for p in procs.values():
             if p.poll() is None:
                 p.kill()
 
@@ -141,8 +162,12 @@ def main(end: str | None = None, rows_per_day: int = 20000, fresh: bool = True) 
     store = open_store()
     from watchkeeper import gatekeeper
 
+    deploy_log = home / "work" / "deploy-runs.log"
     for spec in specs:
-        out = session.run(f"{spec.name}_deploy", days[-1])
+        # A closed gate fails its task by design; Airflow logs that with a traceback. The demo
+        # says what happened below and keeps Airflow's own log in a file.
+        with _stderr_to(deploy_log):
+            out = session.run(f"{spec.name}_deploy", days[-1])
         d = gatekeeper.ask(spec.name, record=False)
         shipped = out.tasks.get("record_deployment") == "success"
         print(f"  {spec.name:<6} gate {d.decision.upper():<12} deploy "
@@ -164,6 +189,7 @@ def main(end: str | None = None, rows_per_day: int = 20000, fresh: bool = True) 
     print(f"Demo finished in {time.monotonic() - t0:.0f} s.")
     print(f"  store:    {store.url}")
     print(f"  reports:  {paths.reports_dir()}/index.html")
+    print(f"  deploy runs' Airflow log: {deploy_log}")
     print("  try:      .venv/bin/watchkeeper status | gate fraud | history fraud --json")
     if failures:
         print(f"  {failures} model run(s) had DAG runs that did not succeed; see [run ...] above.")
@@ -171,32 +197,103 @@ def main(end: str | None = None, rows_per_day: int = 20000, fresh: bool = True) 
     return 0
 
 
-def run_model(model: str, first: str, last: str) -> int:
-    """One model's demo days: monitor then labels, day by day (a worker process of main())."""
+class _stderr_to:
+    """Send this process's stderr (file descriptor 2, which Airflow's loggers hold) to a file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        import os
+
+        sys.stderr.flush()
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        import os
+
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.close()
+        return False
+
+
+def _progress_file(model: str, role: str):
+    return paths.home() / "work" / "demo-progress" / f"{model}-{role}"
+
+
+def _mark(model: str, role: str, value: str) -> None:
+    import os
+
+    f = _progress_file(model, role)
+    tmp = f.with_suffix(".tmp")
+    tmp.write_text(value)
+    os.replace(tmp, f)
+
+
+def _wait_for(model: str, role: str, ds: str) -> bool:
+    """Wait until the other worker of the model has finished day ds (True), or ended before
+    it (False). The file holds the last day done, then "end:<last day done>"."""
+    f = _progress_file(model, role)
+    while True:
+        value = f.read_text() if f.exists() else ""
+        done = value.removeprefix("end:")
+        if done and done >= ds:
+            return True
+        if value.startswith("end:"):
+            return False
+        time.sleep(0.1)
+
+
+def run_model(role: str, model: str, first: str, last: str) -> int:
+    """One model's monitor or labels DAG, day by day (a worker process of main()).
+
+    The labels run of a day waits for that day's monitor run (it joins the batches the monitor
+    staged); the monitor runs at most one day ahead of the labels, inside the alert horizon, so
+    nothing the demo alerts on turns into a backfill digest."""
     from watchkeeper.spec import get_spec
     from watchkeeper.store import open_store
 
     spec = get_spec(model)
-    session = Session(airflow_dir=f"airflow-{model}")
+    session = Session(airflow_dir=f"airflow-{model}-{role}")
     store = open_store()
+    days = _days(first, last)
+    last_worker = role == "labels" or spec.labels is None
     bad = 0
-    for ds in _days(first, last):
-        outcome = session.run(f"{model}_monitor", ds)
-        bad += 0 if outcome.ok else 1
-        if spec.labels is not None:
-            lab = session.run(f"{model}_labels", ds)
-            bad += 0 if lab.ok else 1
-            if not lab.ok:
-                outcome.tasks.update(lab.tasks)
-                outcome.state = lab.state
-        print(day_line(model, ds, outcome, store), flush=True)
-    # This model's pages, built here so the models' workers share the cores for it too.
-    from watchkeeper import reports
+    done = ""
+    try:
+        for i, ds in enumerate(days):
+            if role == "monitor":
+                if spec.labels is not None and i >= 2:
+                    _wait_for(model, "labels", days[i - 2])
+                outcome = session.run(f"{model}_monitor", ds)
+                bad += 0 if outcome.ok else 1
+                print(day_line(model, ds, outcome, store), flush=True)
+            else:
+                if not _wait_for(model, "monitor", ds):
+                    print(f"{model:<6} labels stopped at {ds}: the monitor worker ended early", flush=True)
+                    return 1
+                outcome = session.run(f"{model}_labels", ds)
+                if not outcome.ok:
+                    bad += 1
+                    failed = [t for t, st in outcome.tasks.items() if st not in ("success", "skipped")]
+                    print(f"{model:<6} {ds}  labels run {outcome.state}: {', '.join(failed)}", flush=True)
+            _mark(model, role, ds)
+            done = ds
+    finally:
+        _mark(model, role, f"end:{done}")
+    if last_worker:
+        # This model's pages, built here so the workers share the cores for it too.
+        from watchkeeper import reports
 
-    t0 = time.monotonic()
-    build = reports.build_site(store, [spec])
-    print(f"{model:<6} reviewers' site: {len(build.day_pages)} day pages, "
-          f"{len(build.triage_pages)} triage pages ({time.monotonic() - t0:.0f} s)", flush=True)
+        t0 = time.monotonic()
+        build = reports.build_site(store, [spec])
+        print(f"{model:<6} reviewers' site: {len(build.day_pages)} day pages, "
+              f"{len(build.triage_pages)} triage pages ({time.monotonic() - t0:.0f} s)", flush=True)
     return 1 if bad else 0
 
 
@@ -217,6 +314,6 @@ def run_range(model: str, first: str, last: str, dags: list[str] | None = None) 
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "model":
-        sys.exit(run_model(sys.argv[2], sys.argv[3], sys.argv[4]))
-    sys.exit(f"usage: python -m watchkeeper.demo_runner model NAME FIRST LAST")
+    if len(sys.argv) == 5 and sys.argv[1] in ("monitor", "labels"):
+        sys.exit(run_model(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]))
+    sys.exit("usage: python -m watchkeeper.demo_runner monitor|labels NAME FIRST LAST")

@@ -50,6 +50,13 @@ def configure(home: Path | None = None, dags_folder: Path | None = None,
     os.environ.update(env)
     # GX logs ~200 INFO lines at import when Airflow's logging is already set up.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # dag.test() talks to Airflow's in-process execution API through Starlette's test client,
+    # which warns about its httpx transport on every run: noise for anyone reading the demo.
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette\.testclient`")
+    # Airflow's DAG-file discovery uses a pathspec name that pathspec deprecates: not ours to fix.
+    warnings.filterwarnings("ignore", message=r"GitWildMatchPattern \('gitwildmatch'\) is deprecated")
     return env
 
 
