@@ -334,8 +334,17 @@ def finish_drift(spec: ModelSpec, ds: str, store, kind: str, parts: list) -> dic
         else:
             ref_frame = pd.concat([f for d in window if (f := _batch(spec, d)) is not None],
                                   ignore_index=True)
+        # Evidently's page plots value distributions: columns marked pii stay out of it (their
+        # drift numbers are still stored and shown without values).
+        pii = spec.pii_columns
+        shown = [f for f in _feature_specs(spec) if f.name not in pii]
+        if pii:
+            ref_frame = ref_frame.drop(columns=[c for c in pii if c in ref_frame.columns])
+            batch = batch.drop(columns=[c for c in pii if c in batch.columns])
+            methods = {k: v for k, v in methods.items() if k not in pii}
+            thresholds = {k: v for k, v in thresholds.items() if k not in pii}
         evidently_html.render_report(
-            ref_frame, batch, _feature_specs(spec), methods, page,
+            ref_frame, batch, shown, methods, page,
             title=f"{spec.name} {ds}: {kind} ({'trailing clean days ' + ', '.join(window) if window else 'training set'})",
             thresholds=thresholds)
         dataset["report"] = str(page.relative_to(paths.reports_dir()))
@@ -423,6 +432,9 @@ def analyze_predictions(spec: ModelSpec, ds: str, store) -> dict:
         "alert": any(m.get("alert") for m in rep["monitors"]), "summary": rep.get("summary"),
         "problems": rep.get("problems", []), "n_rows": rep.get("n_rows")}))
     cov = coverage.check_coverage(batch, cov_ref, alpha=day_rate / n_monitors).to_dict()
+    for pair in cov.get("unseen_pairs", []):  # the combination is named, a pii value never is
+        pair["values"] = ["<pii hidden>" if c in spec.pii_columns else v
+                          for c, v in zip(pair["columns"], pair["values"])]
     cov_records = [MetricRecord(subject=DATASET, value=(cov.get("multivariate") or {}).get("value"),
                                 payload=cov)]
     with store.transaction() as conn:

@@ -745,7 +745,8 @@ def _features(inputs: TriageInputs) -> list[FeatureMove]:
             score = float(max(fallback))
             basis = "stored"
         before = next((day[name] for day in reversed(recent) if name in day), None) or ref.get(name)
-        text = _feature_text(name, kind, drift, skew, p, before, stored, basis)
+        text = _feature_text(name, kind, drift, skew, p, before, stored, basis,
+                             pii=name in cfg.pii_columns)
         moves.append(FeatureMove(
             feature=name, kind=kind, score=float(score), drift=drift, skew=skew,
             null_share=None if p is None else p.null_share,
@@ -757,7 +758,7 @@ def _features(inputs: TriageInputs) -> list[FeatureMove]:
 
 def _feature_text(name: str, kind: str, drift: float | None, skew: float | None,
                   now: Profile | None, before: Profile | None, stored: Mapping[str, Any],
-                  basis: str) -> str:
+                  basis: str, pii: bool = False) -> str:
     if basis == "stored":
         shown = ", ".join(f"{k} {_fmt(v)}" for k, v in stored.items())
         return f"{name}: no batch to measure; the monitor stored {shown}"
@@ -770,7 +771,9 @@ def _feature_text(name: str, kind: str, drift: float | None, skew: float | None,
         parts.append(f"median {_fmt(med_before)} -> {_fmt(med_now)}")
     if kind == "categorical" and now is not None and before is not None and now.shares is not None:
         new = sorted(k for k in now.shares if k not in (before.shares or {}))
-        if new:
+        if new and pii:  # a pii column's values never reach a page: their number only
+            parts.append(f"{len(new)} new value(s) (not shown: pii)")
+        elif new:
             parts.append(f"new values: {', '.join(new[:5])}"
                          + (f" (+{len(new) - 5})" if len(new) > 5 else ""))
     return "; ".join(parts)

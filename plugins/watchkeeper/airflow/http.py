@@ -5,6 +5,12 @@ HTTP 200 open, 409 closed, 503 inconclusive; 404 for an unknown model (listing t
 Every route requires the API server's authenticated user, and the decision is audited with that
 user's name.
 
+POST /watchkeeper/gates/{model}/override {"reason": ..., "expires": "4h", "scope": "model"} is
+the break-glass override over HTTP: it is recorded as made by the authenticated user (the body
+cannot name anyone else), and needs the right to edit the model's deploy DAG (`<model>_deploy`)
+in Airflow's auth manager: a viewer may ask the gate, not open it. 201 with the override; 400 when
+refused (no reason, an expiry not in the future); 403 without that right; 404 unknown model.
+
 GET /watchkeeper/reports/{path} serves the reports site (WATCHKEEPER_HOME/reports) to signed-in
 users; a path that resolves outside that folder is refused (403).
 """
@@ -15,6 +21,7 @@ from typing import Literal
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict
 
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_authenticated
 
@@ -39,6 +46,43 @@ def gate(model: str, user: GetUserDep, scope: Literal["model", "features"] = "mo
     # The status code carries the raw decision; `effective` says what the policy/override makes of it.
     code = 200 if d.effective == "open" else STATUS[d.decision]
     return JSONResponse(body, status_code=code)
+
+
+class OverrideRequest(BaseModel):
+    # No `by` field: who made the override is the authenticated user, never a claim of the body.
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str
+    expires: str
+    scope: Literal["model", "features"] = "model"
+
+
+@app.post("/gates/{model}/override", status_code=201,
+          dependencies=[Depends(requires_authenticated())])
+def override(model: str, body: OverrideRequest, user: GetUserDep) -> JSONResponse:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    from watchkeeper import gatekeeper
+    from watchkeeper.gate import OverrideRefused
+    from watchkeeper.spec import UnknownModel, get_spec
+
+    try:
+        get_spec(model)
+    except UnknownModel as err:
+        raise HTTPException(status_code=404, detail=str(err)) from None
+    name = user.get_name()
+    if not get_auth_manager().is_authorized_dag(method="PUT", details=DagDetails(id=f"{model}_deploy"),
+                                                user=user):
+        raise HTTPException(status_code=403, detail=f"{name!r} may not override the gate of "
+                                                    f"{model!r}: it needs edit access to the DAG "
+                                                    f"{model}_deploy")
+    try:
+        o = gatekeeper.override(model, reason=body.reason, expires=body.expires, by=name,
+                                scope=body.scope)
+    except OverrideRefused as err:
+        raise HTTPException(status_code=400, detail=str(err)) from None
+    return JSONResponse(o.to_dict(), status_code=201)
 
 
 @app.get("/reports/{path:path}", dependencies=[Depends(requires_authenticated())])
