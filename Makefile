@@ -13,8 +13,10 @@ export WATCHKEEPER_HOME ?= $(CURDIR)/var
 
 help:
 	@echo "make demo     generate the demo world and run 42 days of DAGs (embedded Airflow)"
+	@echo "make demo-canary  two canary rollouts of a candidate model (better / worse), var/canary-*"
 	@echo "make test     the whole test suite (needs PostgreSQL at 127.0.0.1:5432)"
 	@echo "make bench    speed and memory figures -> \$$WATCHKEEPER_HOME/bench/results.json"
+	@echo "make soak     365 days x 5 models: memory growth and store consistency (soak_* figures)"
 	@echo "make test-distributed  CeleryExecutor + Redis + PostgreSQL as local processes (no Docker)"
 	@echo "make up      the production shape in Docker (docker-compose.yaml), UI on :8080"
 	@echo "make clean    remove var/ (all runtime state)"
@@ -33,6 +35,12 @@ install: $(VENV)/.synced
 demo: install
 	$(VENV)/bin/watchkeeper demo
 
+# Issue 10: a candidate fraud model rolled out shadow -> 5% -> 25% -> 50% -> 100%, twice (a
+# better and a worse candidate), each world in its own WATCHKEEPER_HOME: var/canary-better, -worse.
+.PHONY: demo-canary
+demo-canary: install
+	$(PY) -m watchkeeper.canary_demo
+
 # The browser test drives Debian's chromium headless (tests/test_browser.py); installed when missing.
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -40,11 +48,20 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 chromium:
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
+# Two workers (one per core), a test file per worker at a time: the suite's session fixtures (the
+# embedded Airflow, the small demo world) are built once per worker.
+PYTEST_WORKERS ?= 2
 test: install chromium
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
 
 bench: install
 	$(PY) bench/run.py
+
+# A year x 5 models through the DAGs' task code, one long-lived process per model (issue 9):
+# memory growth and store consistency -> soak_* in $(WATCHKEEPER_HOME)/bench/results.json.
+.PHONY: soak
+soak: install
+	$(PY) bench/soak.py
 
 check-config: install
 	$(VENV)/bin/watchkeeper check-config
