@@ -198,7 +198,8 @@ def main(end: str | None = None, rows_per_day: int = 20000, fresh: bool = True) 
 
 
 class _stderr_to:
-    """Send this process's stderr (file descriptor 2, which Airflow's loggers hold) to a file."""
+    """Send this process's stdout and stderr (file descriptors 1 and 2, which Airflow's loggers
+    hold) to a file."""
 
     def __init__(self, path):
         self.path = path
@@ -206,18 +207,22 @@ class _stderr_to:
     def __enter__(self):
         import os
 
+        sys.stdout.flush()
         sys.stderr.flush()
         self._file = open(self.path, "a", encoding="utf-8")
-        self._saved = os.dup(2)
+        self._saved = [os.dup(1), os.dup(2)]
+        os.dup2(self._file.fileno(), 1)
         os.dup2(self._file.fileno(), 2)
         return self
 
     def __exit__(self, *exc):
         import os
 
+        sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
+        for fd, saved in zip((1, 2), self._saved):
+            os.dup2(saved, fd)
+            os.close(saved)
         self._file.close()
         return False
 
