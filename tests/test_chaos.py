@@ -266,7 +266,12 @@ def test_duplicated_conflicting_unknown_late_and_future_labels_are_counted_and_h
     d4 = pd.Timestamp(days[3])
     known = good[good["order_id"].isin(preds2["order_id"])].head(3)
     assert len(known) == 3
-    unlabelled1 = preds1.loc[~preds1["order_id"].isin(good["order_id"]), "order_id"]
+    # ids that receive no genuine label on any day of the window: an injected late or future
+    # label for them is exactly that, never also a conflict (the world shifts with the date)
+    labelled = set().union(*(set(pd.read_parquet(w.label_file(n))["order_id"])
+                             for n in range(1, 5) if w.label_file(n).exists()))
+    unlabelled1 = preds1.loc[~preds1["order_id"].isin(labelled), "order_id"]
+    unlabelled2 = preds2.loc[~preds2["order_id"].isin(labelled), "order_id"]
     bad = pd.concat([
         good,
         known.head(2),  # delivered twice, same value
@@ -276,7 +281,7 @@ def test_duplicated_conflicting_unknown_late_and_future_labels_are_counted_and_h
                       "label_ts": d4 + pd.Timedelta(hours=2)}),  # never predicted
         pd.DataFrame({"order_id": unlabelled1.head(3), "actual_minutes": 30.0,
                       "label_ts": d4 + pd.Timedelta(hours=3)}),  # 3 days after day 1; delay is 2
-        pd.DataFrame({"order_id": preds2["order_id"].tail(2), "actual_minutes": 25.0,
+        pd.DataFrame({"order_id": unlabelled2.tail(2), "actual_minutes": 25.0,
                       "label_ts": d4 + pd.Timedelta(days=2)}),  # observed after it arrived
     ], ignore_index=True)
     bad.to_parquet(w.label_file(4), index=False)
