@@ -65,6 +65,13 @@ def _start(spec: specmod.ModelSpec) -> datetime:
     return DEFAULT_START
 
 
+def _model_dag(spec: specmod.ModelSpec, kind: str, **kwargs) -> DAG:
+    """A Watchkeeper DAG of one model: `<model>_<kind>`, the shared defaults and tags."""
+    return DAG(dag_id=f"{spec.name}_{kind}", start_date=_start(spec), catchup=False,
+               max_active_runs=1, default_args=_default_args(spec),
+               tags=["watchkeeper", kind, f"model:{spec.name}", spec.task], **kwargs)
+
+
 def _alert_and_report(name: str, which: str, upstream) -> None:
     """The tail both daily DAGs share: alert on the day's findings, then rebuild the site (even
     when alerting failed: reviewers still need the pages)."""
@@ -143,15 +150,10 @@ def monitor_dag(spec: specmod.ModelSpec) -> DAG:
         features=spec.suites.features or "(none)",
         spec_path=Path(spec.spec_path).name,
     )
-    with DAG(
-        dag_id=f"{name}_monitor",
+    with _model_dag(
+        spec, "monitor",
         description=f"Daily data checks, drift and SLIs for model {name}",
         schedule="@daily",
-        start_date=_start(spec),
-        catchup=False,
-        max_active_runs=1,
-        default_args=_default_args(spec),
-        tags=["watchkeeper", "monitor", f"model:{name}", spec.task],
         doc_md=doc,
         # No DAG params: Airflow deep-copies them into every task, which dominated parse time.
         # Callbacks read the model from the DAG's tag instead.
@@ -224,15 +226,10 @@ Re-running a day, or running days out of order, leaves the same store.
 
 def labels_dag(spec: specmod.ModelSpec) -> DAG:
     name = spec.name
-    with DAG(
-        dag_id=f"{name}_labels",
+    with _model_dag(
+        spec, "labels",
         description=f"Daily late-label join and quality restatement for model {name}",
         schedule="@daily",
-        start_date=_start(spec),
-        catchup=False,
-        max_active_runs=1,
-        default_args=_default_args(spec),
-        tags=["watchkeeper", "labels", f"model:{name}", spec.task],
         doc_md=LABELS_DOC.format(name=name, delay=spec.labels.max_delay_days,
                                  maturity=spec.labels.maturity_coverage),
     ) as dag:
@@ -285,15 +282,10 @@ def deploy_dag(spec: specmod.ModelSpec) -> DAG:
     from watchkeeper.airflow.operators import ErrorBudgetGate
 
     name = spec.name
-    with DAG(
-        dag_id=f"{name}_deploy",
+    with _model_dag(
+        spec, "deploy",
         description=f"Example model deployment for {name}, gated on its error budgets",
         schedule=None,
-        start_date=_start(spec),
-        catchup=False,
-        max_active_runs=1,
-        default_args=_default_args(spec),
-        tags=["watchkeeper", "deploy", f"model:{name}", spec.task],
         doc_md=DEPLOY_DOC.format(name=name, inconclusive=f"inconclusive means {spec.gate.inconclusive_means}"),
         params={"version": f"{name}-candidate"},
     ) as dag:
@@ -351,16 +343,11 @@ def rollout_dag(spec: specmod.ModelSpec) -> DAG:
 
     name = spec.name
     cand = spec.candidate
-    with DAG(
-        dag_id=f"{name}_rollout",
+    with _model_dag(
+        spec, "rollout",
         description=f"Staged rollout of candidate {cand.name} for {name}, decided by the "
                     "daily comparison and the error-budget gate",
         schedule="@daily",
-        start_date=_start(spec),
-        catchup=False,
-        max_active_runs=1,
-        default_args=_default_args(spec),
-        tags=["watchkeeper", "rollout", f"model:{name}", spec.task],
         doc_md=ROLLOUT_DOC.format(
             name=name, candidate=cand.name, alpha=cand.alpha, min_labels=cand.min_labels,
             stages=" → ".join("shadow" if st == "shadow" else f"{st}%" for st in cand.rollout_stages),
