@@ -238,6 +238,18 @@ class Alerts(_Strict):
     routes: list[AlertRoute] = []
     horizon_days: int = Field(default=2, ge=0)
     runbook_url: str | None = None
+    # Incidents (README "Alerts"): a condition that persists is one incident, not a daily message.
+    reminder_days: int = Field(
+        default=7, ge=0,
+        description="days without any message of an open incident after which a one-line "
+        "'still ongoing' reminder goes to its thread (0: never remind). A week keeps a persisting "
+        "condition visible in weekly triage without one message a day, at any batch size.")
+    resolve_after_days: int = Field(
+        default=2, ge=1,
+        description="an open incident closes (one recovery message) once its kind was evaluated "
+        "clean and the condition has not held for this many days (ds - last seen >= this). 2 lets "
+        "one clean day inside a lasting shift continue the incident instead of closing and "
+        "reopening it (no flapping); 1 closes on the first clean day.")
 
 
 class GateSpec(_Strict):

@@ -117,8 +117,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 PARTITION_STATUSES = ("ok", "late", "missing", "unreadable", "empty")
 # Life of an alert in wk_outbox (see OutboxRecord): pending -> sending -> sent | failed | pending;
 # silenced and digest are decided when enqueued (or, for silences, before sending); digest rows
-# become digested once rolled up into one digest message.
-OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "silenced", "digest", "digested")
+# become digested once rolled up into one digest message. folded: the day's row of a condition
+# whose open incident needs no message today (recorded, never sent). grouped: an announcement
+# carried by a group message of the same run (digest_key names the group row).
+OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "silenced", "digest", "digested",
+                   "folded", "grouped")
 ALERT_SEVERITIES = ("info", "ticket", "page")
 
 # Key for pg_advisory_xact_lock around migrations: first use by several processes at once (DAG
@@ -628,6 +631,8 @@ class OutboxIndexRow(NamedTuple):
     delivered_via: str | None
     slack_channel: str | None
     slack_ts: str | None
+    digest_key: str | None = None  # the digest or group row that carries this one
+    facts: dict[str, Any] | None = None  # only with outbox_index(with_facts=True)
 
 
 class OutboxWrite(NamedTuple):
@@ -1584,13 +1589,17 @@ class Store:
         model: str,
         *,
         thread_key: str | None = None,
+        since: str | None = None,
         until: str | None = None,
+        with_facts: bool = False,
     ) -> list[OutboxIndexRow]:
-        """The light columns of the model's outbox rows (no text, blocks or facts), in delivery
-        order: what threading and open-incident tracking need, cheap to read every time."""
+        """The light columns of the model's outbox rows (no text or blocks; facts only
+        `with_facts`), in delivery order: what threading and incident tracking need, cheap to
+        read every time."""
         t = wk_outbox
-        q = (select(*(t.c[name] for name in OutboxIndexRow._fields))
-             .where(t.c.model == model, *_ds_range(t, None, until, "outbox_index")))
+        names = [n for n in OutboxIndexRow._fields if n != "facts"] + (["facts"] if with_facts else [])
+        q = (select(*(t.c[name] for name in names))
+             .where(t.c.model == model, *_ds_range(t, since, until, "outbox_index")))
         if thread_key is not None:
             q = q.where(t.c.thread_key == thread_key)
         q = q.order_by(t.c.ds, t.c.created_at, t.c.dedupe_key)
