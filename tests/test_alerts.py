@@ -149,8 +149,12 @@ def test_message_says_what_happened_with_numbers_links_and_next_steps_without_pi
             DriftFinding(feature="device_age_days", drifted=False, score=0.01, threshold=0.1),
         ],
     )
-    out = {a.kind: a for a in build_alerts(spec, D1, findings)}
-    assert set(out) == {"expectation_failed", "drift"}
+    built = build_alerts(spec, D1, findings)
+    # One condition per drifted feature: amount (a segment row) and customer_email.
+    assert [(a.kind, a.subject) for a in built] == [
+        ("expectation_failed", "ingestion"), ("drift", "amount"), ("drift", "customer_email")]
+    out = {a.kind: a for a in built}
+    assert all(a.facts["message"] == "onset" for a in built)
 
     exp = out["expectation_failed"]
     assert exp.dedupe_key == "fraud:expectation_failed:ingestion:2026-03-01"
@@ -175,13 +179,17 @@ def test_message_says_what_happened_with_numbers_links_and_next_steps_without_pi
     assert f"Day report: {REPORTS}/fraud/2026-03-01/index.html" in exp.text
     assert "Next steps:" in exp.text
 
-    drift = out["drift"]
+    drift, email = built[1], built[2]
     drift_fields = [f["text"] for f in drift.blocks[2]["fields"]]
     assert drift_fields[0] == "*amount [country=DE]*\nscore 0.52 vs threshold 0.1 (wasserstein)"
-    assert any("customer_email=&lt;pii hidden&gt;" in t for t in drift_fields)
-    assert drift.facts["features"] == ["amount", "customer_email"]
+    assert drift.facts["features"] == ["amount"]
+    assert drift.dedupe_key == "fraud:drift:amount:2026-03-01"
+    assert drift.facts["worst"] == pytest.approx(5.2) and drift.facts["onset"] == D1
+    assert "concentrated in 1 segment: country=DE" in drift.text
+    assert any("customer_email=&lt;pii hidden&gt;" in f["text"] for f in email.blocks[2]["fields"])
+    assert "<pii hidden>" in email.facts["worst_text"]
 
-    everything = json.dumps([a.to_dict() for a in out.values()])
+    everything = json.dumps([a.to_dict() for a in built])
     assert "alice@example.com" not in everything and "bob@example.com" not in everything
     assert "values hidden (pii)" in exp.text
 
@@ -240,7 +248,7 @@ def test_routes_fall_back_to_a_configured_channel_and_backfill_days_are_flagged(
 
 
 def test_recovery_only_for_kinds_evaluated_today_and_clean(spec):
-    open_ = {"fraud:drift:features": D1, "fraud:budget_burn:data-quality": D2,
+    open_ = {"fraud:drift:amount": D1, "fraud:budget_burn:data-quality": D2,
              "fraud:expectation_failed:features": D1, "fraud:gate_closed:model": D2}
     # The labels DAG evaluates budgets only: drift and expectations stay open.
     [rec] = build_alerts(spec, D4, DayFindings(budgets=budget(None)), open_)
@@ -248,10 +256,12 @@ def test_recovery_only_for_kinds_evaluated_today_and_clean(spec):
         "recovery", "budget_burn:data-quality", "fraud:budget_burn:data-quality")
     assert rec.closes_thread and rec.severity == "info"
     assert "open since 2026-03-02, 3 days" in rec.text
-    # Drift persists: an update of the ongoing incident, no recovery.
+    # Drift persists: the day's row of the ongoing incident (nothing new to say: folded), no
+    # recovery.
     [upd] = build_alerts(spec, D4, DayFindings(drift=drifted("amount")), open_)
     assert upd.kind == "drift" and not upd.closes_thread
-    assert "ongoing since 2026-03-01 (day 4)" in upd.blocks[3]["elements"][0]["text"]
+    assert upd.facts["message"] == "folded" and upd.blocks == []
+    assert "recorded in the incident open since 2026-03-01" in upd.text
     # Only the stages that ran can recover.
     assert build_alerts(spec, D4, DayFindings(expectations=[], stages_checked=["ingestion"]),
                         open_) == []
@@ -292,14 +302,14 @@ def test_an_alert_commits_and_rolls_back_with_its_finding(store, spec):
     with store.transaction() as conn:
         store.write_partition(part, conn=conn)
         report = enqueue(store, built, conn)
-    assert report.inserted == ["fraud:drift:features:2026-03-01"]
+    assert report.inserted == ["fraud:drift:amount:2026-03-01"]
     assert [r.status for r in store.outbox("fraud")] == ["pending"]
 
 
 def test_retries_and_reruns_send_nothing_new(store, spec, slack):
     first = raise_alerts(store, spec, D1, DayFindings(drift=drifted("amount")))
     retry = raise_alerts(store, spec, D1, DayFindings(drift=drifted("amount")))
-    assert first.inserted == ["fraud:drift:features:2026-03-01"] and first.duplicates == []
+    assert first.inserted == ["fraud:drift:amount:2026-03-01"] and first.duplicates == []
     assert retry.inserted == [] and retry.duplicates == first.inserted
     assert len(store.outbox("fraud")) == 1
     env = web_env(slack)
@@ -324,30 +334,34 @@ def test_updates_thread_under_the_first_message_and_recovery_closes_it(store, sp
         raise_alerts(store, spec, ds, findings)
         return send(store, spec, env)
 
-    day(D1, DayFindings(drift=drifted("amount"), budgets=budget("ticket")))
+    day(D1, DayFindings(drift=drifted("amount")))
+    day(D1, DayFindings(budgets=budget("ticket")))  # the labels run: another alert run
     root_drift, root_budget = slack.posts
     assert "thread_ts" not in root_drift and "thread_ts" not in root_budget
     assert root_budget["channel"] == "#fraud-ml"
 
+    # Drift holds unchanged (folded: nothing sent); the budget escalates to page.
     day(D2, DayFindings(drift=drifted("amount"), budgets=budget("page", remaining=0.1)))
-    upd_drift, upd_budget = slack.posts[2:]
-    assert upd_drift["thread_ts"] == root_drift["ts"]
-    assert upd_drift["channel"] == root_drift["channel_id"]
+    [esc] = slack.posts[2:]
     # The escalation to page stays in the incident's thread (in its channel) and is broadcast.
-    assert upd_budget["thread_ts"] == root_budget["ts"]
-    assert upd_budget["channel"] == root_budget["channel_id"] and upd_budget["reply_broadcast"]
+    assert esc["thread_ts"] == root_budget["ts"]
+    assert esc["channel"] == root_budget["channel_id"] and esc["reply_broadcast"]
+    assert rows_by_key(store)["fraud:drift:amount:2026-03-02"].status == "folded"
 
+    # Clean on D3 (one day: hysteresis keeps both open), still clean on D4: recoveries.
     day(D3, DayFindings(drift=[], budgets=budget(None)))
-    recoveries = slack.posts[4:]
+    assert len(slack.posts) == 3
+    day(D4, DayFindings(drift=[], budgets=budget(None)))
+    recoveries = slack.posts[3:]
     assert {p["thread_ts"] for p in recoveries} == {root_drift["ts"], root_budget["ts"]}
     assert all(p["text"].startswith("[INFO] fraud: Resolved") for p in recoveries)
     assert open_incidents(store, "fraud") == {}
 
-    day(D4, DayFindings(drift=drifted("amount")))
+    day(D5, DayFindings(drift=drifted("amount")))
     new_root = slack.posts[-1]
     assert "thread_ts" not in new_root  # a new incident starts a new thread
-    assert open_incidents(store, "fraud") == {"fraud:drift:features": D4}
-    assert len(slack.posts) == 7 and all(r["outcome"] == "ok" for r in slack.requests)
+    assert open_incidents(store, "fraud") == {"fraud:drift:amount": D5}
+    assert len(slack.posts) == 6 and all(r["outcome"] == "ok" for r in slack.requests)
 
 
 def test_429_then_500_then_success_arrives_exactly_once(store, spec, slack):
@@ -418,7 +432,7 @@ def test_channel_not_found_fails_that_message_only(store, spec, slack):
     slack.missing_channels = {"#fraud-oncall"}
     raise_alerts(store, spec, D1, DayFindings(drift=drifted("amount"), budgets=budget("page")))
     report = send(store, spec, web_env(slack))
-    assert report.sent == ["fraud:drift:features:2026-03-01"]
+    assert report.sent == ["fraud:drift:amount:2026-03-01"]
     assert report.failed == [{"dedupe_key": "fraud:budget_burn:data-quality:2026-03-01",
                               "reason": "channel_not_found: the channel does not exist or the app "
                                         "cannot see it (invite the app)"}]
@@ -434,7 +448,7 @@ def test_incoming_webhook_with_429_and_the_url_never_shows(store, spec, slack, c
     report = send(store, spec, env, sleep=sleeps.append)
     assert report.via == "webhook" and sleeps == [2.0] and len(slack.hooks) == 1
     assert slack.hooks[0]["blocks"][0]["type"] == "header"
-    raise_alerts(store, spec, D2, DayFindings(drift=[]))  # recovery: no threads on webhooks
+    raise_alerts(store, spec, D3, DayFindings(drift=[]))  # recovery: no threads on webhooks
     slack.script_webhook(FakeSlack.slack_error("invalid_token"))
     report = send(store, spec, env)
     assert report.failed[0]["reason"].startswith("invalid_token")
@@ -470,7 +484,7 @@ def test_silenced_alerts_are_recorded_shown_not_sent_and_silences_expire(store, 
     raise_alerts(store, spec, D2, DayFindings(drift=drifted("amount"), budgets=budget("ticket")),
                  now=now)
     rows = rows_by_key(store)
-    drift_row = rows["fraud:drift:features:2026-03-02"]
+    drift_row = rows["fraud:drift:amount:2026-03-02"]
     assert drift_row.status == "silenced"
     assert drift_row.note == "silenced drift until 2026-03-03 by alice: vendor migration"
     report = send(store, spec, web_env(slack), now=lambda: now)
@@ -484,11 +498,13 @@ def test_silenced_alerts_are_recorded_shown_not_sent_and_silences_expire(store, 
     assert report.silenced == ["fraud:expectation_failed:ingestion:2026-03-03"]
     assert len(slack.posts) == 1
 
-    # Expired: the next drift is sent, as a new message (nothing of the incident was announced).
+    # Expired: the next drift is sent, as a new message (nothing of the incident was announced,
+    # so the day's row is the incident's onset, not folded).
     later = datetime(2026, 3, 4, 6, tzinfo=UTC)
     raise_alerts(store, spec, D4, DayFindings(drift=drifted("amount")), now=later)
+    assert rows_by_key(store)["fraud:drift:amount:2026-03-04"].facts["message"] == "onset"
     assert send(store, spec, web_env(slack), now=lambda: later).sent == [
-        "fraud:drift:features:2026-03-04"]
+        "fraud:drift:amount:2026-03-04"]
     assert "thread_ts" not in slack.posts[-1]
     assert [x.reason for x in alerts.silences(store, "fraud")] == [
         "vendor migration", "known upstream bug"]
@@ -525,7 +541,7 @@ def test_backfilled_days_do_not_page_and_roll_up_into_one_digest(store, spec, sl
 
     raise_alerts(store, spec, D4, DayFindings(drift=drifted("amount")))  # a later backfill
     report = send(store, spec, web_env(slack))
-    assert report.digested == ["fraud:drift:features:2026-03-04"] and len(slack.posts) == 3
+    assert report.digested == ["fraud:drift:amount:2026-03-04"] and len(slack.posts) == 3
 
 
 def test_without_slack_messages_go_to_console_and_the_outbox_file_once(store, spec, capsys):
@@ -547,7 +563,7 @@ def test_without_slack_messages_go_to_console_and_the_outbox_file_once(store, sp
     key = report.sent[0]
     assert store.transition_outbox(key, "sent", "pending") == [key]
     assert deliver(store, spec, env={}, echo=None).sent == [key] and len(lines()) == 2
-    raise_alerts(store, spec, D2, DayFindings(drift=drifted("amount")))
+    raise_alerts(store, spec, D2, DayFindings(drift=drifted("country")))  # a new incident
     deliver(store, spec, env={}, echo=None)
     keys = [x["dedupe_key"] for x in lines()]
     assert len(keys) == 3 == len(set(keys))

@@ -3,17 +3,27 @@
 The pure part (findings -> messages) is `watchkeeper.alerts_messages`, re-exported here. This
 module is the shell around it:
 
-- `enqueue(store, alerts, conn=None)` writes each alert to the outbox table (wk_outbox) — in the
-  caller's transaction, so an alert commits together with the finding that caused it. Keyed by
-  (model, kind, subject, ds): a retried, cleared or re-run day enqueues nothing new. A day older
-  than the spec's alert horizon behind the newest processed day is recorded as 'digest'; an alert
-  matching an active silence is recorded as 'silenced'.
+- `raise_alerts(store, spec, ds, findings)` reads the model's open incidents from the outbox
+  (`incident_states`, derived by `watchkeeper.incidents`), builds the day's alerts (one row per
+  condition holding today: onset, escalation, update, reminder or folded; recoveries) and
+  enqueues them.
+- `enqueue(store, alerts, conn=None, spec=...)` writes each alert to the outbox table
+  (wk_outbox) — in the caller's transaction, so an alert commits together with the finding that
+  caused it. Keyed by (model, kind, subject, ds): a retried, cleared or re-run day enqueues
+  nothing new. A day older than the spec's alert horizon behind the newest processed day is
+  recorded as 'digest'; a row its incident needs no message for as 'folded'; an alert matching
+  an active silence as 'silenced'. Two or more new announcements of one run sharing a severity
+  become ONE group message (members 'grouped', digest_key naming the group row), in the same
+  transaction.
+- `close_incidents(store, spec, ds, kind=, subject=, reason=, by=)` closes open incidents by
+  hand with a message in their thread (an accepted change, `watchkeeper accept`).
 - `deliver(store, spec)` sends what is pending: Slack Web API (chat.postMessage with a bot token;
   thread updates under the incident's first message, recovery closes it) or an incoming webhook;
   without credentials, to the console and WATCHKEEPER_HOME/alerts/outbox.jsonl. 429 honours
   Retry-After; 5xx and timeouts retry with backoff; permanent errors (invalid_auth,
   channel_not_found, ...) are recorded with their reason and stay in the outbox for a resend.
-  Digest rows roll up into ONE digest message per model per delivery.
+  Digest rows roll up into ONE digest message per model per delivery. Replies of a grouped
+  incident go to the group message's thread.
 - Silences are wk_event rows of kind 'silence' (`add_silence`); they expire by themselves.
 
 Tokens and webhook URLs never appear in logs, exceptions, the store or the returned reports:
@@ -30,6 +40,7 @@ import time
 import urllib.error
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -39,9 +50,11 @@ from urllib.parse import urlparse
 from watchkeeper import paths
 from watchkeeper.alerts_messages import (  # noqa: F401 - re-exported: the module's public API
     ALERT_KINDS,
+    INCIDENT_KINDS,
     NEXT_STEPS,
     RECOVERABLE,
     SEVERITIES,
+    WORSE_FACTOR,
     Alert,
     AlertInputError,
     BudgetFinding,
@@ -57,12 +70,15 @@ from watchkeeper.alerts_messages import (  # noqa: F401 - re-exported: the modul
     budget_findings,
     build_alerts,
     build_digest,
+    build_group,
     channel_for,
+    closing_alert,
     dedupe_key,
     default_reports_url,
     drift_findings,
     expectation_findings,
     is_backfill,
+    message_type,
     prediction_findings,
     split_thread_key,
     thread_key,
@@ -403,6 +419,16 @@ def _silenced_by(active: Sequence[Silence], model: str, kind: str, subject: str)
     return next((x for x in active if x.matches(model, k, s)), None)
 
 
+def _silence_for(active: Sequence[Silence], model: str, row: Any) -> Silence | None:
+    """The silence holding `row` back. A group message is silenced only when a silence matches
+    every incident it carries (one unsilenced incident still needs telling)."""
+    if row.kind != "group":
+        return _silenced_by(active, model, row.kind, row.subject)
+    members = (row.facts or {}).get("members") or []
+    found = [_silenced_by(active, model, m.get("kind", ""), m.get("subject", "")) for m in members]
+    return found[0] if found and all(found) else None
+
+
 # --------------------------------------------------------------------------------------------
 # Enqueue (inside the finding's transaction)
 # --------------------------------------------------------------------------------------------
@@ -413,21 +439,42 @@ class EnqueueReport:
     inserted: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)  # group row -> its members
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+ANNOUNCEMENTS = ("onset", "escalation")
+
+
+def _record(a: Alert, status: str, note: str | None) -> Any:
+    from watchkeeper.store import OutboxRecord
+
+    return OutboxRecord(
+        model=a.model, ds=a.ds, kind=a.kind, subject=a.subject, dedupe_key=a.dedupe_key,
+        thread_key=a.thread_key, severity=a.severity, text=a.text, blocks=a.blocks,
+        facts=a.facts, channel=a.channel, closes_thread=a.closes_thread, status=status,
+        note=note,
+    )
+
+
 def enqueue(store: Any, alerts: Sequence[Alert], conn: Any = None, *,
-            now: datetime | None = None) -> EnqueueReport:
+            now: datetime | None = None, spec: ModelSpec | None = None,
+            reports_url: str | None = None) -> EnqueueReport:
     """Write `alerts` to the outbox (insert-or-ignore on the dedupe key).
 
     Pass the `conn` of the finding's writes (`with store.transaction() as conn`) so both commit
     together. Backfilled days (older than the alert horizon behind the newest processed day) are
-    recorded as 'digest'; alerts under an active silence as 'silenced'.
-    """
-    from watchkeeper.store import OutboxRecord
+    recorded as 'digest'; rows whose incident needs no message today (facts["message"] ==
+    "folded") as 'folded'; alerts under an active silence as 'silenced'.
 
+    With `spec` (the model of the alerts), the announcements (onsets and escalations) this call
+    inserts are grouped: two or more of one day and severity become ONE group message, whose
+    row is keyed by the set of members (a re-run that inserts no new member inserts no group);
+    the members are recorded as 'grouped' with digest_key = the group row. Members and group
+    are written in one transaction.
+    """
     now = now or _now()
     records = []
     newest: dict[str, str | None] = {}
@@ -442,43 +489,131 @@ def enqueue(store: Any, alerts: Sequence[Alert], conn: Any = None, *,
         if a.backfill or is_backfill(a.ds, newest[a.model], a.horizon_days):
             status = "digest"
             note = f"backfill: more than {a.horizon_days} days behind {newest[a.model]}"
+        elif a.facts.get("message") == "folded":
+            status = "folded"
+            note = (f"recorded in incident {a.thread_key} (open since {a.facts.get('since')}); "
+                    "nothing new to tell today")
         elif (s := _silenced_by(active[a.model], a.model, a.kind, a.subject)) is not None:
             status, note = "silenced", s.describe()
         else:
             status = "pending"
-        records.append(OutboxRecord(
-            model=a.model, ds=a.ds, kind=a.kind, subject=a.subject, dedupe_key=a.dedupe_key,
-            thread_key=a.thread_key, severity=a.severity, text=a.text, blocks=a.blocks,
-            facts=a.facts, channel=a.channel, closes_thread=a.closes_thread, status=status,
-            note=note,
-        ))
+        records.append(_record(a, status, note))
     report = EnqueueReport()
-    for w in store.enqueue_outbox(records, conn=conn):
-        (report.inserted if w.inserted else report.duplicates).append(w.row.dedupe_key)
-        report.statuses[w.row.dedupe_key] = w.row.status
+    fresh: list[Alert] = []
+    by_key = {a.dedupe_key: a for a in alerts}
+    # Without the caller's transaction, one of our own: members and their group commit together.
+    with nullcontext(conn) if conn is not None else store.transaction() as c:
+        for w in store.enqueue_outbox(records, conn=c):
+            (report.inserted if w.inserted else report.duplicates).append(w.row.dedupe_key)
+            report.statuses[w.row.dedupe_key] = w.row.status
+            a = by_key.get(w.row.dedupe_key)
+            if (w.inserted and w.row.status == "pending" and a is not None
+                    and a.facts.get("message") in ANNOUNCEMENTS):
+                fresh.append(a)
+        if spec is not None:
+            _group(store, spec, fresh, report, c, reports_url)
     return report
+
+
+def _group(store: Any, spec: ModelSpec, fresh: Sequence[Alert], report: EnqueueReport,
+           conn: Any, reports_url: str | None) -> None:
+    """Announcements of this run sharing a day and severity -> one group message (Alertmanager's
+    group_by model): one page for a model's day instead of one per condition."""
+    buckets: dict[tuple[str, str], list[Alert]] = {}
+    for a in fresh:
+        if a.model == spec.name:
+            buckets.setdefault((a.ds, a.severity), []).append(a)
+    for (ds, _severity), members in sorted(buckets.items()):
+        if len(members) < 2:
+            continue
+        group = build_group(spec, ds, members, reports_url=reports_url)
+        keys = [m.dedupe_key for m in members]
+        moved = store.transition_outbox(keys, "pending", "grouped", digest_key=group.dedupe_key,
+                                        note=f"sent as part of group message {group.dedupe_key}",
+                                        conn=conn)
+        if not moved:
+            continue
+        if len(moved) != len(keys):  # a concurrent delivery claimed some: group the rest only
+            kept = [m for m in members if m.dedupe_key in set(moved)]
+            if len(kept) < 2:
+                store.transition_outbox(moved, "grouped", "pending", conn=conn)
+                continue
+            group = build_group(spec, ds, kept, reports_url=reports_url)
+            store.transition_outbox(moved, "grouped", "grouped", digest_key=group.dedupe_key,
+                                    note=f"sent as part of group message {group.dedupe_key}",
+                                    conn=conn)
+        [w] = store.enqueue_outbox([_record(group, "pending", None)], conn=conn)
+        if w.inserted:
+            report.inserted.append(group.dedupe_key)
+        report.statuses[group.dedupe_key] = w.row.status
+        report.groups[group.dedupe_key] = list(moved)
+        for k in moved:
+            report.statuses[k] = "grouped"
 
 
 def open_incidents(store: Any, model: str, as_of: str | None = None) -> dict[str, str]:
     """Thread keys of the model's open incidents (rows up to `as_of`), mapped to the day each
-    started. An incident opens with its first message and closes with a closing one."""
-    out: dict[str, str] = {}
-    for r in store.outbox_index(model, until=as_of):
-        if r.kind in ("digest", "override"):
-            continue
-        if r.closes_thread:
-            out.pop(r.thread_key, None)
-        elif r.kind != "recovery":
-            out.setdefault(r.thread_key, r.ds)
-    return out
+    started. An incident opens with its condition's first row and closes with a closing one."""
+    from watchkeeper import incidents
+
+    return incidents.open_since(store.outbox_index(model, until=as_of))
+
+
+def incident_states(store: Any, model: str, as_of: str | None = None) -> dict[str, Any]:
+    """The model's open incidents as of `as_of` (`watchkeeper.incidents.Incident` by thread key):
+    what the alert builder needs to decide each condition's message. Reads the light outbox
+    index, then the facts of the open incidents' rows only."""
+    from watchkeeper import incidents
+
+    start = incidents.open_since(store.outbox_index(model, until=as_of))
+    if not start:
+        return {}
+    rows = [r for r in store.outbox_index(model, since=min(start.values()), until=as_of,
+                                          with_facts=True)
+            if r.thread_key in start or r.kind == "group"]
+    return incidents.open_incidents(rows)
+
+
+def list_incidents(store: Any, model: str, *, as_of: str | None = None) -> list[Any]:
+    """Every incident of the model (open and closed) as of `as_of`, oldest first."""
+    from watchkeeper import incidents
+
+    return incidents.derive(store.outbox_index(model, until=as_of, with_facts=True), as_of=as_of)
 
 
 def raise_alerts(store: Any, spec: ModelSpec, ds: str, findings: DayFindings, conn: Any = None,
                  *, reports_url: str | None = None, now: datetime | None = None) -> EnqueueReport:
     """build_alerts + enqueue for one day: the call a DAG task makes after writing findings."""
-    alerts = build_alerts(spec, ds, findings, open_incidents(store, spec.name, ds),
+    alerts = build_alerts(spec, ds, findings, incident_states(store, spec.name, ds),
                           newest_ds=store.newest_ds(spec.name), reports_url=reports_url)
-    return enqueue(store, alerts, conn, now=now)
+    return enqueue(store, alerts, conn, now=now, spec=spec, reports_url=reports_url)
+
+
+def close_incidents(store: Any, spec: ModelSpec, ds: str, *, kind: str, subject: str | None,
+                    reason: str, by: str | None = None, now: datetime | None = None,
+                    reports_url: str | None = None) -> list[str]:
+    """Close the model's open incidents of `kind` (and `subject`; None: every subject) as of
+    `ds` with a closing message in each one's thread (kind recovery, closes_thread), saying who
+    closed it and why. Returns the dedupe keys enqueued: [] when nothing of that kind is open
+    (or its closing row for `ds` exists already). A later occurrence opens a new incident."""
+    if not (reason or "").strip():
+        raise AlertError("closing an incident needs a reason (it is posted in the incident's "
+                         "thread and kept for the audit trail)")
+    try:
+        date.fromisoformat(ds)
+    except (TypeError, ValueError):
+        raise AlertError(f"close_incidents: ds {ds!r} is not a day YYYY-MM-DD") from None
+    if kind not in INCIDENT_KINDS:
+        raise AlertError(f"close_incidents: {kind!r} is not a kind of incident; use one of "
+                         f"{', '.join(INCIDENT_KINDS)}")
+    who = by or _who()
+    targets = [st for _key, st in sorted(incident_states(store, spec.name, ds).items())
+               if st.kind == kind and (subject is None or st.subject == subject)]
+    closing = [closing_alert(spec, ds, st, reason=reason.strip(), by=who, reports_url=reports_url)
+               for st in targets]
+    if not closing:
+        return []
+    return enqueue(store, closing, now=now).inserted
 
 
 # --------------------------------------------------------------------------------------------
@@ -633,22 +768,36 @@ def _post_webhook(client: Any, row: Any) -> _Outcome:
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 
-def _thread_target(rows: Sequence[Any], row: Any) -> tuple[str | None, tuple[str, str, bool] | None, str]:
-    """For `row`, from the rows of its thread (delivery order): the channel and thread_ts of the
-    incident's first sent message (None: post top level), and the state of the incident
+def _thread_target(rows: Sequence[Any], row: Any, groups: Mapping[str, Any] | None = None
+                   ) -> tuple[str | None, tuple[str, str, bool] | None, str]:
+    """For `row`, from the rows of its thread (delivery order) and the group rows carrying some
+    of them: the channel and thread_ts of the incident's announcement as sent (its own message,
+    or the group message that carried it; None: post top level), and the state of the incident
     ('announced', 'silenced' when nothing of it was sent but some of it was silenced, 'new')."""
+    from watchkeeper.incidents import message_of
+
+    groups = groups or {}
     segment: list[Any] = []
     for r in rows:
         if r.dedupe_key == row.dedupe_key:
             break
         segment = [] if r.closes_thread else [*segment, r]
-    root = next((r for r in segment if r.delivered_via == "web" and r.slack_ts and r.status == "sent"), None)
+    # What went out for each row: itself, or the group message that carried it.
+    carried = [(r, groups.get(r.digest_key or "") if r.status == "grouped" else r) for r in segment]
+    carried = [(r, c) for r, c in carried if c is not None]
+    root = next((c for r, c in carried
+                 if c.delivered_via == "web" and c.slack_ts and c.status == "sent"
+                 and (c is not r or message_of(r) in ("onset", "escalation"))), None)
     if root is not None:
-        escalates = _RANK.get(row.severity, 0) > max(_RANK.get(r.severity, 0) for r in segment)
+        facts = getattr(row, "facts", None) or {}
+        if "message" in facts:
+            escalates = facts["message"] == "escalation"
+        else:  # a row from before incidents: an escalation is a severity above the thread's
+            escalates = _RANK.get(row.severity, 0) > max(_RANK.get(r.severity, 0) for r in segment)
         return root.slack_channel, (root.slack_channel, root.slack_ts, escalates), "announced"
-    if any(r.status == "sent" for r in segment):
+    if any(c.status == "sent" for _r, c in carried):
         return None, None, "announced"
-    if any(r.status == "silenced" for r in segment):
+    if any(c.status == "silenced" for _r, c in carried):
         return None, None, "silenced"
     return None, None, "new"
 
@@ -690,7 +839,7 @@ def deliver(
              "have reached Slack once already")
     active = silences(store, model, active_at=t0)
     for row in store.outbox(model, statuses="pending"):
-        if (s := _silenced_by(active, model, row.kind, row.subject)) is not None:
+        if (s := _silence_for(active, model, row)) is not None:
             if store.transition_outbox(row.dedupe_key, "pending", "silenced", note=s.describe()):
                 report.silenced.append(row.dedupe_key)
     _roll_up_digest(store, spec, report, active)
@@ -729,8 +878,10 @@ def _deliver_row(store: Any, spec: ModelSpec, client: Any, creds: SlackCredentia
     started = time.perf_counter()
     if not store.transition_outbox(key, "pending", "sending", claimed_at=now()):
         return None  # another deliverer took it
-    thread_rows = store.outbox_index(spec.name, thread_key=row.thread_key)
-    root_channel, thread, state = _thread_target(thread_rows, row)
+    thread_rows = store.outbox_index(spec.name, thread_key=row.thread_key, with_facts=True)
+    carried = [r.digest_key for r in thread_rows if r.status == "grouped" and r.digest_key]
+    groups = {g.dedupe_key: g for g in store.outbox(spec.name, keys=carried)} if carried else {}
+    root_channel, thread, state = _thread_target(thread_rows, row, groups)
     if row.closes_thread and state == "silenced":
         store.transition_outbox(key, "sending", "silenced",
                                 note="the incident it closes was silenced and never announced")
@@ -929,5 +1080,6 @@ def list_alerts(store: Any, model: str, *, statuses: Iterable[str] | None = None
         "attempts": r.attempts, "delivered_via": r.delivered_via, "slack_ts": r.slack_ts,
         "thread_key": r.thread_key, "closes_thread": r.closes_thread, "note": r.note,
         "last_error": r.last_error, "digest_key": r.digest_key,
+        "message": (r.facts or {}).get("message"),
         "headline": r.text.splitlines()[0] if r.text else "",
     } for r in rows]

@@ -1,11 +1,22 @@
 """What a day produced -> the Slack messages it deserves. Pure: no database, no network.
 
 `build_alerts(spec, ds, findings, open_incidents)` turns one day's findings into `Alert`s: one
-message per distinct event, each with a dedupe key (model, kind, subject, ds), the thread of the
-ongoing incident it belongs to, a severity routed to a channel of the spec, a plain-text fallback
-and Block Kit blocks (header with severity and model; one sentence for the person on call; the key
-numbers against their thresholds and since when; links to the day's and the model's report pages;
-the triage checklist items that fit the finding). Values of pii columns never appear.
+per condition (model, kind, subject) that holds today, each with a dedupe key (model, kind,
+subject, ds), the thread of the incident it belongs to, a severity routed to a channel of the
+spec, a plain-text fallback and Block Kit blocks (header with severity and model; one sentence
+for the person on call; the key numbers against their thresholds and since when; links to the
+day's and the model's report pages; the triage checklist items that fit the finding). Values of
+pii columns never appear.
+
+Incidents (`watchkeeper.incidents`): what the row of a condition says depends on its open
+incident, passed in `open_incidents`. facts["message"] is the row's type: `onset` (no incident
+announced yet: the full message), `escalation` (severity above anything told in the incident:
+the full message, broadcast from its thread), `update` (the incident's worst value grew by
+WORSE_FACTOR since its last message: one line in the thread), `reminder` (no message for
+`alerts.reminder_days`: one line), `folded` (recorded, not sent), `recovery` (the condition
+cleared and has not held for `alerts.resolve_after_days`) and `backfill` (a day behind the
+alert horizon: the full message, rolled into the digest). Updates and reminders are severity
+info; the condition's own severity stays in facts["incident_severity"].
 
 `DayFindings` fields default to None, meaning "not evaluated today". That is deliberate: a kind
 that was not evaluated must not "recover" the incidents it has open (the labels DAG knows nothing
@@ -29,7 +40,7 @@ from watchkeeper.spec import ModelSpec
 ALERT_KINDS = (
     "expectation_failed", "drift", "skew", "prediction_anomaly", "concept_drift",
     "quality_below_slo", "budget_burn", "gate_closed", "gate_reopened", "override", "freshness",
-    "recovery", "digest", "rollout_decision", "label_lag",
+    "recovery", "digest", "rollout_decision", "label_lag", "group",
 )
 SEVERITIES = ("info", "ticket", "page")
 Severity = Literal["info", "ticket", "page"]
@@ -39,7 +50,20 @@ RECOVERABLE = (
     "expectation_failed", "drift", "skew", "prediction_anomaly", "concept_drift",
     "quality_below_slo", "budget_burn", "freshness", "label_lag",
 )
+# Kinds whose rows form incidents (watchkeeper.incidents): every recoverable condition, and the
+# gate closing (closed by its reopening). One-offs (override, rollout, digest, group) are not.
+INCIDENT_KINDS = (*RECOVERABLE, "gate_closed")
 STAGES = ("ingestion", "features")
+# An ongoing incident gets a one-line update only when its worst value grew by this factor since
+# its last message: each update then stands for a material change, and a condition that worsens
+# steadily produces a handful of updates (log-spaced), not one a day.
+WORSE_FACTOR = 1.5
+# Drift methods whose score is a p-value (smaller = stronger); mirrors watchkeeper.drift, which
+# imports Evidently.
+P_VALUE_METHODS = frozenset({"ks", "chisquare", "z", "t_test", "mannw", "anderson",
+                             "cramer_von_mises", "es", "fisher_exact", "g_test", "TVD",
+                             "empirical_mmd"})
+_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 # Slack limits (Block Kit reference): header text 150, section text 3000, 10 fields of 2000.
 _HEADER_MAX, _SECTION_MAX, _FIELD_MAX, _FIELDS_MAX = 150, 3000, 2000, 10
@@ -96,9 +120,16 @@ class PredictionFinding:
 
 @dataclass(frozen=True)
 class ConceptDriftFinding:
+    """Concept drift as judged on a labels run. `suspected` with the prediction-days newly
+    suspected on this run (each prediction-day is alerted once); not suspected = evaluated,
+    nothing new. `metrics`: the per-metric rows of the first of those days (realized,
+    estimated, difference, low, high, direction)."""
+
     suspected: bool
     message: str = ""
     evidence: Mapping[str, float | None] = field(default_factory=dict)
+    prediction_days: Sequence[str] = ()
+    metrics: Sequence[Mapping[str, Any]] = ()
 
 
 @dataclass(frozen=True)
@@ -112,6 +143,8 @@ class QualityFinding:
     mature: bool = True
     direction: Literal["at_least", "at_most"] = "at_least"
     coverage: float | None = None
+    prediction_ds: str | None = None  # the prediction-day the value is about
+    verdict: str | None = None  # the SLI's good/bad/inconclusive when it says; inconclusive never alerts
 
 
 @dataclass(frozen=True)
@@ -343,7 +376,7 @@ NEXT_STEPS: dict[str, list[str]] = {
         "If a new model version went out, consider rolling back while investigating.",
     ],
     "concept_drift": [
-        "Compare the model's estimate with realised quality as labels mature: a calm estimate and falling quality is the signature.",
+        "Compare the model's estimate with realised quality of the prediction-day named: realised quality worse than a calm estimate is the signature.",
         "Review the segments where errors grew; ask the domain team whether behaviour changed.",
         "Plan a retrain on recent labelled data; do not ship new versions trained on the old concept.",
     ],
@@ -451,102 +484,193 @@ def _expectations(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
             numbers.append((label, "; ".join(parts) or "failed"))
         if len(failed) > _FIELDS_MAX - 1:
             numbers.append(("more", f"{len(failed) - (_FIELDS_MAX - 1)} further failed checks"))
+        top = failed[0]
+        worst_text = (f"{len(failed)} failed check{'s' if len(failed) != 1 else ''}"
+                      + (f" (most: {top.column or 'table'} · "
+                         f"{top.expectation.removeprefix('expect_')}, "
+                         f"{_pct(top.unexpected_share)} unexpected)"
+                         if top.unexpected_share is not None else ""))
         out.append(_Draft(
             kind="expectation_failed", subject=stage, severity="ticket",
             title=f"{_TITLES['expectation_failed']} ({stage})", sentence=sentence,
             numbers=numbers,
             links=[(f"Validation page ({stage})", f"{{base}}/{spec.name}/{ds}/validation-{stage}.html")],
             facts={"stage": stage, "failed": len(failed), "evaluated": evaluated,
-                   "columns": cols},
+                   "columns": cols, "worst": float(len(failed)), "worst_text": worst_text,
+                   "onset": ds},
         ))
     return out
 
 
+def _drift_ratio(r: DriftFinding) -> float | None:
+    """The score in units of its threshold, >= 1 beyond it for distances and p-values alike."""
+    if r.score is None:
+        return None
+    if r.method in P_VALUE_METHODS:
+        return None if not r.threshold else min(r.threshold / max(r.score, 1e-12), 1000.0)
+    return r.score / r.threshold if r.threshold else r.score
+
+
 def _drift(spec: ModelSpec, ds: str, rows: Sequence[DriftFinding] | None, kind: str) -> list[_Draft]:
+    """One condition per drifted FEATURE: its segment rows fold into it (a shift seen in three
+    segments is one incident of that feature, not three)."""
     if rows is None:
         return []
     pii = spec.pii_columns
-    drifted = []
+    by_feature: dict[str, list[DriftFinding]] = {}
     for r in rows:
         if not isinstance(r, DriftFinding):
             raise AlertInputError(
                 f"DayFindings.{kind}: expected DriftFinding items, got {type(r).__name__}")
         if r.drifted:
-            drifted.append(r)
-    if not drifted:
-        return []
-
-    def strength(r: DriftFinding) -> float:
-        if r.score is None:
-            return 0.0
-        return r.score / r.threshold if r.threshold else r.score
-
-    drifted.sort(key=strength, reverse=True)
-    whole = [r for r in drifted if not r.segment]
-    segs = [r for r in drifted if r.segment]
-    features = list(dict.fromkeys(r.feature for r in drifted))
+            by_feature.setdefault(r.feature, []).append(r)
     against = ("the recent window (sudden change)" if kind == "drift"
                else "the training set (slow drift / training-serving skew)")
-    shown = ", ".join(features[:_TOP_N]) + (f" and {len(features) - _TOP_N} more" if len(features) > _TOP_N else "")
-    sentence = (
-        f"{len(features)} feature{'s' if len(features) != 1 else ''} of {spec.name} "
-        f"{'differ' if len(features) != 1 else 'differs'} from {against} on {ds}: {shown}"
-        + (f"; concentrated in {len({_segment_text(r.segment, pii) for r in segs})} segment(s)" if segs and not whole else "")
-        + "."
-    )
-    numbers = []
-    for r in (whole + segs)[:_FIELDS_MAX]:
-        where = f" [{_segment_text(r.segment, pii)}]" if r.segment else ""
-        method = f" ({r.method})" if r.method else ""
-        numbers.append((f"{r.feature}{where}",
-                        f"score {_num(r.score)} vs threshold {_num(r.threshold)}{method}"))
     page = "drift" if kind == "drift" else "skew"
-    return [_Draft(
-        kind=kind, subject="features", severity="ticket",
-        title=f"{_TITLES[kind]}: {', '.join(features[:3])}" + ("…" if len(features) > 3 else ""),
-        sentence=sentence, numbers=numbers,
-        links=[(f"{page.capitalize()} report", f"{{base}}/{spec.name}/{ds}/{page}.html")],
-        facts={"features": features, "segments": [_segment_text(r.segment, pii) for r in segs[:_TOP_N]],
-               "top": [{"feature": r.feature, "segment": _segment_text(r.segment, pii),
-                        "score": r.score, "threshold": r.threshold} for r in drifted[:_TOP_N]]},
-    )]
+    out = []
+    for feature, frs in by_feature.items():
+        frs.sort(key=lambda r: _drift_ratio(r) or 0.0, reverse=True)
+        whole = [r for r in frs if not r.segment]
+        segs = [r for r in frs if r.segment]
+        seg_texts = list(dict.fromkeys(_segment_text(r.segment, pii) for r in segs))
+        shown = ", ".join(seg_texts[:_TOP_N]) + (
+            f" and {len(seg_texts) - _TOP_N} more" if len(seg_texts) > _TOP_N else "")
+        n_seg = f"{len(seg_texts)} segment{'s' if len(seg_texts) != 1 else ''}"
+        if whole:
+            where = f", and within {n_seg} ({shown})" if segs else ""
+            sentence = f"Feature {feature} of {spec.name} differs from {against} on {ds}{where}."
+        else:
+            sentence = (f"Feature {feature} of {spec.name} differs from {against} on {ds}, "
+                        f"concentrated in {n_seg}: {shown}.")
+        numbers = []
+        listed = whole + segs
+        for r in listed[:_FIELDS_MAX]:
+            where = f" [{_segment_text(r.segment, pii)}]" if r.segment else ""
+            method = f" ({r.method})" if r.method else ""
+            numbers.append((f"{feature}{where}",
+                            f"score {_num(r.score)} vs threshold {_num(r.threshold)}{method}"))
+        if len(listed) > _FIELDS_MAX:
+            numbers[-1] = ("more", f"{len(listed) - (_FIELDS_MAX - 1)} further segments")
+        top = frs[0]
+        ratio = _drift_ratio(top)
+        top_where = _segment_text(top.segment, pii) or "whole batch"
+        worst_text = (f"score {_num(top.score)} vs threshold {_num(top.threshold)}"
+                      + (f" ({_num(ratio)}x, {top_where})" if ratio is not None else f" ({top_where})"))
+        out.append(_Draft(
+            kind=kind, subject=feature, severity="ticket",
+            title=f"{_TITLES[kind]}: {feature}" + (f" ({n_seg})" if segs and not whole else ""),
+            sentence=sentence, numbers=numbers,
+            links=[(f"{page.capitalize()} report", f"{{base}}/{spec.name}/{ds}/{page}.html")],
+            facts={"feature": feature, "features": [feature], "segments": seg_texts[:_TOP_N],
+                   "top": [{"feature": r.feature, "segment": _segment_text(r.segment, pii),
+                            "score": r.score, "threshold": r.threshold} for r in frs[:_TOP_N]],
+                   "worst": ratio, "worst_text": worst_text, "onset": ds},
+        ))
+    return out
+
+
+def _band_excess(p: PredictionFinding) -> float | None:
+    """How far the value lies outside its band, in band widths (0 inside it)."""
+    if p.value is None or p.lower is None or p.upper is None:
+        return None
+    over = (p.value - p.upper if p.value > p.upper
+            else p.lower - p.value if p.value < p.lower else 0.0)
+    width = p.upper - p.lower
+    if width > 0:
+        return over / width
+    scale = abs(p.baseline) if p.baseline else 1.0
+    return over / scale
 
 
 def _predictions(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
+    """One condition per prediction monitor that alerts."""
     if f.predictions is None:
         return []
-    flagged = [p for p in f.predictions if p.alert]
-    if not flagged:
-        return []
-    first = flagged[0]
-    sentence = (
-        f"The predictions of {spec.name} on {ds} look unusual: "
-        + "; ".join(f"{p.monitor} {_num(p.value)} outside the expected range "
-                    f"[{_num(p.lower)}, {_num(p.upper)}]" for p in flagged[:3])
-        + ". The model may be reacting to bad inputs or a changed world."
-    )
-    numbers = [(p.monitor, f"{_num(p.value)} (baseline {_num(p.baseline)}, expected "
-                           f"[{_num(p.lower)}, {_num(p.upper)}])") for p in flagged[:_FIELDS_MAX]]
-    return [_Draft(
-        kind="prediction_anomaly", subject="predictions", severity="ticket",
-        title=f"{_TITLES['prediction_anomaly']}: {first.monitor}"
-              + (f" (+{len(flagged) - 1})" if len(flagged) > 1 else ""),
-        sentence=sentence, numbers=numbers,
-        facts={"monitors": [p.monitor for p in flagged]},
-    )]
+    out = []
+    for p in f.predictions:
+        if not p.alert:
+            continue
+        excess = _band_excess(p)
+        band = f"[{_num(p.lower)}, {_num(p.upper)}]"
+        if excess:  # outside the band: say so with the numbers
+            what = f"{p.monitor} {_num(p.value)} outside the expected range {band}"
+            worst_text = f"{p.monitor} {_num(p.value)}, {_num(excess)} band widths outside {band}"
+        else:  # flagged by its own rule (persistence, a one-sided test): no "outside" claim
+            what = f"{p.monitor} {_num(p.value)} flagged by its monitor (expected range {band})"
+            worst_text = f"{p.monitor} {_num(p.value)}"
+        sentence = (f"The predictions of {spec.name} on {ds} look unusual: {what}. The model may "
+                    "be reacting to bad inputs or a changed world."
+                    + (f" {p.message}" if p.message else ""))
+        numbers = [(p.monitor, f"{_num(p.value)} (baseline {_num(p.baseline)}, expected {band})")]
+        out.append(_Draft(
+            kind="prediction_anomaly", subject=p.monitor, severity="ticket",
+            title=f"{_TITLES['prediction_anomaly']}: {p.monitor}",
+            sentence=sentence, numbers=numbers,
+            facts={"monitors": [p.monitor], "monitor": p.monitor, "value": p.value,
+                   "worst": excess, "worst_text": worst_text, "onset": ds},
+        ))
+    return out
+
+
+# Metrics estimated before labels: larger is better for all of them.
+_HIGHER_IS_BETTER = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc", "auc"})
+
+
+def _worse_row(m: Mapping[str, Any]) -> bool:
+    """A concept-drift metric row whose realized value is worse than the estimate."""
+    d = m.get("direction")
+    if d == "worse":
+        return True
+    if d in ("better", None):
+        return False
+    metric = str(m.get("metric", ""))
+    return (d == "below") == (metric in _HIGHER_IS_BETTER)
 
 
 def _concept(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
     c = f.concept_drift
     if c is None or not c.suspected:
         return []
-    sentence = (f"The relationship between the inputs of {spec.name} and the outcome seems to have "
-                f"changed (suspected concept drift, as of {ds}): quality is falling while the inputs "
-                "alone do not explain it." + (f" {c.message}" if c.message else ""))
-    numbers = [(k, _num(v)) for k, v in list(c.evidence.items())[:_FIELDS_MAX]]
+    days = sorted(c.prediction_days)
+    first = days[0] if days else ds
+    outside = [m for m in c.metrics if m.get("outside") or m.get("direction")]
+    worse = [m for m in outside if _worse_row(m)]
+    parts, numbers = [], []
+    shortfall: tuple[float, str] | None = None
+    for m in outside:
+        r, e = m.get("realized"), m.get("estimated")
+        if not isinstance(r, (int, float)) or not isinstance(e, (int, float)):
+            continue
+        metric = str(m.get("metric"))
+        rel = "lower" if r < e else "higher" if r > e else "no different"
+        lo, hi = m.get("low"), m.get("high")
+        band = (f", normal error [{lo:+.3f}, {hi:+.3f}]"
+                if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else "")
+        parts.append(f"realized {metric} {r:.3f} is {abs(r - e):.3f} {rel} than the estimate "
+                     f"{e:.3f}{band}")
+        numbers.append((metric, f"realized {r:.3f} vs estimate {e:.3f} ({r - e:+.3f}){band}"))
+        gap = (e - r) if metric in _HIGHER_IS_BETTER else (r - e)
+        if m in worse and (shortfall is None or gap > shortfall[0]):
+            shortfall = (gap, f"{metric} {abs(r - e):.3f} {rel} than estimated on {first}")
+    what = ("realized quality is worse than the model's own estimate beyond its normal error"
+            if worse else "realized quality departs from the model's own estimate beyond its "
+            "normal error")
+    more = f" (and {len(days) - 1} more prediction-day{'s' if len(days) > 2 else ''})" if len(days) > 1 else ""
+    sentence = (f"Suspected concept drift of {spec.name} on prediction-day {first}{more}, as "
+                f"known on {ds}: {what}"
+                + (": " + "; ".join(parts[:3]) if parts else (f". {c.message}" if c.message else ""))
+                + ". The relationship between the inputs and the outcome seems to have changed.")
+    if days:
+        numbers.append(("prediction-days", _cut(", ".join(days), 300)))
+    numbers += [(k, _num(v)) for k, v in c.evidence.items()]
     return [_Draft(kind="concept_drift", subject="concept", severity="ticket",
-                   title=_TITLES["concept_drift"], sentence=sentence, numbers=numbers,
-                   facts={"evidence": dict(c.evidence)})]
+                   title=f"{_TITLES['concept_drift']}: prediction-day {first}"
+                         + (f" (+{len(days) - 1})" if len(days) > 1 else ""),
+                   sentence=sentence, numbers=numbers[:_FIELDS_MAX],
+                   facts={"evidence": dict(c.evidence), "prediction_days": days,
+                          "reason": c.message, "onset": first,
+                          "worst": shortfall[0] if shortfall else None,
+                          "worst_text": shortfall[1] if shortfall else f"suspected on {first}"})]
 
 
 def _quality(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
@@ -555,16 +679,30 @@ def _quality(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
         if not (q.below and q.mature):
             continue
         rel = ">=" if q.direction == "at_least" else "<="
-        sentence = (f"Model quality of {spec.name} is below its objective on matured labels: "
-                    f"{q.name} is {_num(q.value)}, the objective is {rel} {_num(q.threshold)}.")
+        day = q.prediction_ds or ds
+        about = (f"on matured labels of prediction-day {day} (as known on {ds})"
+                 if q.prediction_ds else "on matured labels")
+        confident = " (bad with confidence at the day's label count)" if q.verdict == "bad" else ""
+        sentence = (f"Model quality of {spec.name} is below its objective {about}: "
+                    f"{q.name} is {_num(q.value)}, the objective is {rel} {_num(q.threshold)}"
+                    f"{confident}.")
         numbers = [(q.name, f"{_num(q.value)} vs objective {rel} {_num(q.threshold)}")]
+        if q.prediction_ds:
+            numbers.append(("prediction-day", q.prediction_ds))
         if q.coverage is not None:
             numbers.append(("label coverage", _pct(q.coverage)))
+        shortfall = None
+        if q.value is not None and q.threshold is not None:
+            shortfall = (q.threshold - q.value) if q.direction == "at_least" else (q.value - q.threshold)
         out.append(_Draft(kind="quality_below_slo", subject=q.name, severity="ticket",
-                          title=f"{_TITLES['quality_below_slo']}: {q.name}", sentence=sentence,
-                          numbers=numbers,
+                          title=f"{_TITLES['quality_below_slo']}: {q.name}"
+                                + (f" (prediction-day {q.prediction_ds})" if q.prediction_ds else ""),
+                          sentence=sentence, numbers=numbers,
                           facts={"value": q.value, "threshold": q.threshold,
-                                 "coverage": q.coverage}))
+                                 "coverage": q.coverage, "prediction_ds": q.prediction_ds,
+                                 "verdict": q.verdict, "onset": day, "worst": shortfall,
+                                 "worst_text": f"{q.name} {_num(q.value)} vs {rel} "
+                                               f"{_num(q.threshold)} on {day}"}))
     return out
 
 
@@ -591,12 +729,17 @@ def _budgets(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
         ]
         if b.objective is not None:
             numbers.append(("objective", f"{_pct(b.objective)} over {b.window_days or 28} days"))
+        if b.budget_remaining is not None:
+            worst, worst_text = 1.0 - b.budget_remaining, f"{_pct(1.0 - b.budget_remaining)} of the budget spent"
+        else:
+            worst, worst_text = b.burn_1d, f"burn {_num(b.burn_1d)}x over 1 day"
         out.append(_Draft(kind="budget_burn", subject=b.slo, severity=b.alert,
                           title=f"{_TITLES['budget_burn']}: {b.slo}",
                           sentence=f"{what}{left}.", numbers=numbers,
                           facts={"slo": b.slo, "alert": b.alert,
                                  "budget_remaining": b.budget_remaining, "burn_1d": b.burn_1d,
-                                 "burn_3d": b.burn_3d, "burn_7d": b.burn_7d}))
+                                 "burn_3d": b.burn_3d, "burn_7d": b.burn_7d, "worst": worst,
+                                 "worst_text": worst_text, "onset": ds}))
     return out
 
 
@@ -612,14 +755,15 @@ def _gate(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
                 sentence=(f"The deployment gate of {spec.name} ({g.scope} scope) closed on {ds}: "
                           "new versions cannot ship until the error budgets recover."),
                 numbers=[(f"reason {i + 1}", _cut(r, 300)) for i, r in enumerate(g.reasons[:_FIELDS_MAX])],
-                facts={"scope": g.scope, "previous": g.previous, "reasons": list(g.reasons)},
+                facts={"scope": g.scope, "previous": g.previous, "reasons": list(g.reasons),
+                       "onset": ds, "worst": None, "worst_text": "gate closed"},
             ))
         elif g.now == "open" and g.previous in ("closed", "inconclusive"):
             out.append(_Draft(
                 kind="gate_reopened", subject=g.scope, severity="info",
                 title=f"{_TITLES['gate_reopened']} ({g.scope})",
                 sentence=f"The deployment gate of {spec.name} ({g.scope} scope) is open again as of {ds}.",
-                facts={"scope": g.scope, "previous": g.previous},
+                facts={"scope": g.scope, "previous": g.previous, "message": "recovery"},
                 thread=thread_key(spec.name, "gate_closed", g.scope), closes_thread=True,
             ))
     return out
@@ -665,10 +809,14 @@ def _freshness(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
         numbers.append(("hours after deadline", _num(fr.lateness_hours)))
     if fr.message:
         numbers.append(("loader", _cut(fr.message, 500)))
+    worst_text = fr.status + (f", {_num(fr.lateness_hours)} h after the deadline"
+                              if fr.lateness_hours is not None else "")
     return [_Draft(kind="freshness", subject="partition", severity="ticket",
                    title=f"{_TITLES['freshness']} ({fr.status})", sentence=sentence,
                    numbers=numbers, facts={"status": fr.status,
-                                           "lateness_hours": fr.lateness_hours})]
+                                           "lateness_hours": fr.lateness_hours,
+                                           "worst": fr.lateness_hours, "worst_text": worst_text,
+                                           "onset": ds})]
 
 
 def _cleared(kind: str, subject: str, f: DayFindings, current: set[tuple[str, str]]) -> bool:
@@ -690,7 +838,9 @@ def _cleared(kind: str, subject: str, f: DayFindings, current: set[tuple[str, st
     if kind == "concept_drift":
         return f.concept_drift is not None
     if kind == "quality_below_slo":
-        return any(q.name == subject and q.mature and not q.below for q in f.quality or ())
+        # inconclusive (too few labels to say) counts as neither bad nor clean
+        return any(q.name == subject and q.mature and not q.below and q.verdict != "inconclusive"
+                   for q in f.quality or ())
     if kind == "budget_burn":
         return any(b.slo == subject and b.alert is None for b in f.budgets or ())
     if kind == "freshness":
@@ -700,22 +850,91 @@ def _cleared(kind: str, subject: str, f: DayFindings, current: set[tuple[str, st
     return False
 
 
+# --------------------------------------------------------------------------------------------
+# Incidents: what today's row of a condition says, given its open incident
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Known:
+    """An open incident known only by its first day (callers passing thread key -> day, the
+    shape of `watchkeeper.alerts.open_incidents`): announced, nothing else known, so it neither
+    escalates nor updates nor waits for hysteresis."""
+
+    opened: str | None
+    thread_key: str = ""
+    announced: bool = True
+    sent_severity: str | None = None
+    last_seen: str | None = None
+    last_message: str | None = None
+    last_message_worst: float | None = None
+    last_message_worst_text: str | None = None
+    worst: float | None = None
+    worst_text: str | None = None
+    worst_ds: str | None = None
+
+
+def _states(open_incidents: Any) -> dict[str, Any]:
+    if isinstance(open_incidents, Mapping):
+        out = {}
+        for k, v in open_incidents.items():
+            if v is None or isinstance(v, str):
+                out[k] = _Known(opened=v, thread_key=k, last_message=v)
+            else:
+                out[k] = v  # a watchkeeper.incidents.Incident (duck-typed: this module is pure)
+        return out
+    return {k: _Known(opened=None, thread_key=k) for k in open_incidents}
+
+
+def _days(a: str, b: str) -> int:
+    return (date.fromisoformat(b) - date.fromisoformat(a)).days
+
+
+def worse(now: Any, before: Any, factor: float = WORSE_FACTOR) -> bool:
+    """Whether `now` is materially worse than `before` (larger = worse): at least `factor`
+    times it (any growth from zero or below)."""
+    if not isinstance(now, (int, float)) or not isinstance(before, (int, float)):
+        return False
+    if now <= before:
+        return False
+    return before <= 0 or now >= factor * before
+
+
+def message_type(spec: ModelSpec, ds: str, severity: str, worst: Any, state: Any,
+                 backfill: bool = False) -> str:
+    """The message a condition holding on `ds` deserves, given its open incident (None: none)."""
+    if backfill:
+        return "backfill"
+    if state is None or not state.announced:
+        return "onset"
+    if state.sent_severity is not None and _RANK[severity] > _RANK.get(state.sent_severity, 0):
+        return "escalation"
+    if worse(worst, state.last_message_worst):
+        return "update"
+    every = spec.alerts.reminder_days
+    if every and state.last_message and _days(state.last_message, ds) >= every:
+        return "reminder"
+    return "folded"
+
+
 def build_alerts(
     spec: ModelSpec,
     ds: str,
     findings: DayFindings,
-    open_incidents: Mapping[str, str] | Iterable[str] = (),
+    open_incidents: Mapping[str, Any] | Iterable[str] = (),
     *,
     newest_ds: str | None = None,
     reports_url: str | None = None,
 ) -> list[Alert]:
-    """The alerts of one model and day.
+    """The alerts of one model and day: one per condition holding today, plus recoveries.
 
-    `open_incidents`: thread keys of the model's incidents open before this day's alerts (as
-    returned by `watchkeeper.alerts.open_incidents`), optionally mapped to the day each started;
-    a cleared one gets a recovery message in its thread. `newest_ds`: the newest day processed
-    for the model; a day more than `spec.alerts.horizon_days` behind it is marked `backfill`
-    (summarised in a digest instead of sent).
+    `open_incidents`: the model's incidents open before this day's alerts, by thread key:
+    `watchkeeper.incidents.Incident`s (what `watchkeeper.alerts.incident_states` returns), or
+    just the day each started. Each condition's row says what its incident needs (see the
+    module docstring); an open incident whose kind was evaluated clean today and whose
+    condition has not held for `alerts.resolve_after_days` gets its recovery. `newest_ds`: the
+    newest day processed for the model; a day more than `spec.alerts.horizon_days` behind it is
+    marked `backfill` (full messages, summarised in a digest instead of sent).
     """
     try:
         date.fromisoformat(ds)
@@ -724,8 +943,7 @@ def build_alerts(
     if not isinstance(findings, DayFindings):
         raise AlertInputError(f"build_alerts(findings): expected DayFindings, got "
                               f"{type(findings).__name__}")
-    opened = dict(open_incidents) if isinstance(open_incidents, Mapping) else {
-        k: None for k in open_incidents}
+    states = _states(open_incidents)
     base = (reports_url or default_reports_url()).rstrip("/")
     drafts = [
         *_freshness(spec, ds, findings),
@@ -740,32 +958,77 @@ def build_alerts(
         *_overrides(spec, ds, findings),
         *_label_lag(spec, ds, findings),
     ]
+    backfill = is_backfill(ds, newest_ds, spec.alerts.horizon_days)
+    out = []
+    for d in drafts:
+        if d.own_thread or d.closes_thread or d.kind not in INCIDENT_KINDS:
+            out.append(_render(spec, ds, d, None, base, backfill))
+            continue
+        st = states.get(d.thread or thread_key(spec.name, d.kind, d.subject))
+        kind = message_type(spec, ds, d.severity, d.facts.get("worst"), st, backfill)
+        if kind in ("update", "reminder"):
+            out.append(_render_line(spec, ds, d, st, kind, base))
+        elif kind == "folded":
+            out.append(_render_folded(spec, ds, d, st, base))
+        else:
+            out.append(_render(spec, ds, d, st, base, backfill, message=kind))
     current = {(d.kind, d.subject) for d in drafts}
-    for key in sorted(opened):
+    for key in sorted(states):
         model, kind, subject = split_thread_key(key)
         if model != spec.name or kind not in RECOVERABLE or not _cleared(kind, subject, findings, current):
             continue
-        since = opened[key]
-        lasted = f" (open since {since}, {_days_between(since, ds)} days)" if since else ""
-        drafts.append(_Draft(
-            kind="recovery", subject=f"{kind}:{subject}", severity="info",
-            title=f"{_TITLES['recovery']}: {_TITLES.get(kind, kind)} ({subject})",
-            sentence=(f"{_TITLES.get(kind, kind)} ({subject}) of {spec.name} has cleared on {ds}"
-                      f"{lasted}; closing this incident."),
-            facts={"recovered_kind": kind, "recovered_subject": subject, "since": since},
-            thread=key, closes_thread=True,
-        ))
-    backfill = is_backfill(ds, newest_ds, spec.alerts.horizon_days)
-    return [_render(spec, ds, d, opened, base, backfill) for d in drafts]
+        st = states[key]
+        if st.last_seen is not None and _days(st.last_seen, ds) < spec.alerts.resolve_after_days:
+            continue  # hysteresis: a re-fire before then continues the same incident
+        out.append(_render(spec, ds, _closing_draft(spec, ds, key, st), st, base, backfill,
+                           message="recovery"))
+    return out
 
 
-def _render(spec: ModelSpec, run_ds: str, d: _Draft, opened: Mapping[str, str | None], base: str,
-            backfill: bool) -> Alert:
+def _closing_draft(spec: ModelSpec, ds: str, key: str, st: Any, *, reason: str | None = None,
+                   by: str | None = None) -> _Draft:
+    _model, kind, subject = split_thread_key(key)
+    name = f"{_TITLES.get(kind, kind)} ({subject})"
+    since = st.opened
+    details = []
+    if since:
+        details.append(f"open since {since}, {_days_between(since, ds)} days")
+    if st.last_seen:
+        details.append(f"last held on {st.last_seen}")
+    if st.worst_text:
+        details.append(f"worst {st.worst_text}" + (f" on {st.worst_ds}" if st.worst_ds else ""))
+    lasted = f" ({'; '.join(details)})" if details else ""
+    if by:
+        sentence = (f"{name} of {spec.name} was closed on {ds} by {by}: {reason}{lasted}. A "
+                    "new occurrence opens a new incident.")
+    else:
+        sentence = f"{name} of {spec.name} has cleared on {ds}{lasted}; closing this incident."
+    facts = {"recovered_kind": kind, "recovered_subject": subject, "since": since,
+             "last_seen": st.last_seen, "worst": st.worst, "worst_text": st.worst_text}
+    if by:
+        facts.update(closed_by=by, reason=reason)
+    return _Draft(kind="recovery", subject=f"{kind}:{subject}", severity="info",
+                  title=f"{_TITLES['recovery']}: {name}" if not by else f"Closed: {name}",
+                  sentence=sentence, facts=facts, thread=key, closes_thread=True)
+
+
+def closing_alert(spec: ModelSpec, ds: str, incident: Any, *, reason: str, by: str,
+                  reports_url: str | None = None) -> Alert:
+    """The message that closes an open incident by hand (`watchkeeper.alerts.close_incidents`):
+    a recovery in its thread, saying who closed it and why."""
+    base = (reports_url or default_reports_url()).rstrip("/")
+    draft = _closing_draft(spec, ds, incident.thread_key, incident, reason=reason, by=by)
+    return _render(spec, ds, draft, incident, base, False, message="recovery")
+
+
+def _render(spec: ModelSpec, run_ds: str, d: _Draft, st: Any, base: str, backfill: bool,
+            message: str | None = None) -> Alert:
+    """The full message of a draft; `st` is the open incident it belongs to (None: none)."""
     ds = d.ds or run_ds
     key = dedupe_key(spec.name, d.kind, d.subject, ds)
     thread = key if d.own_thread else (d.thread or thread_key(spec.name, d.kind, d.subject))
-    since = opened.get(thread) if thread in opened else None
-    ongoing = thread in opened and not d.closes_thread
+    since = st.opened if st is not None else None
+    ongoing = st is not None and not d.closes_thread
     links = [(label, url.replace("{base}", base)) for label, url in d.links]
     links = [("Day report", f"{base}/{spec.name}/{ds}/index.html"),
              ("Model page", f"{base}/{spec.name}/index.html"), *links]
@@ -781,6 +1044,8 @@ def _render(spec: ModelSpec, run_ds: str, d: _Draft, opened: Mapping[str, str | 
     when = f"Day {ds}"
     if ongoing:
         when += f" · ongoing since {since} (day {_days_between(since, ds)})" if since else " · ongoing"
+        if message == "escalation":
+            when += f" · escalated from {st.sent_severity} to {d.severity}"
     elif not d.closes_thread and not d.own_thread:
         when += " · new since this day"
     blocks: list[dict[str, Any]] = [
@@ -808,11 +1073,161 @@ def _render(spec: ModelSpec, run_ds: str, d: _Draft, opened: Mapping[str, str | 
         text_lines += [f"- {s}" for s in steps]
     facts = {**d.facts, "numbers": dict(d.numbers), "since": since or ds,
              "links": dict(links)}
+    if message is not None:
+        facts.update(message=message, incident_severity=d.severity, title=d.title,
+                     sentence=d.sentence)
     return Alert(
         model=spec.name, kind=d.kind, subject=d.subject, ds=ds, severity=d.severity,
         dedupe_key=key, thread_key=thread, text="\n".join(text_lines), blocks=blocks,
         channel=channel_for(spec, d.severity), closes_thread=d.closes_thread, facts=facts,
         backfill=backfill, horizon_days=spec.alerts.horizon_days,
+    )
+
+
+def _render_line(spec: ModelSpec, ds: str, d: _Draft, st: Any, message: str, base: str) -> Alert:
+    """A one-line thread reply of an ongoing incident (update or reminder): severity info, never
+    a page; the condition's own severity stays in facts["incident_severity"]."""
+    name = f"{_TITLES.get(d.kind, d.kind)} ({d.subject})"
+    n = _days_between(st.opened, ds) if st.opened else None
+    now_worst, now_text = d.facts.get("worst"), d.facts.get("worst_text")
+    if message == "update":
+        was = st.last_message_worst_text or _num(st.last_message_worst)
+        line = (f"{spec.name} · {name} is worse: {now_text} (at the last message on "
+                f"{st.last_message}: {was})" + (f" · day {n} since {st.opened}" if n else ""))
+    else:
+        if st.worst is None or (isinstance(now_worst, (int, float)) and now_worst > st.worst):
+            worst_text, worst_ds = now_text, ds
+        else:
+            worst_text, worst_ds = st.worst_text, st.worst_ds
+        line = (f"{spec.name} · {name} still ongoing: {n or '?'} days, worst {worst_text or 'n/a'}"
+                + (f" (on {worst_ds})" if worst_ds else ""))
+    day_url = f"{base}/{spec.name}/{ds}/index.html"
+    key = dedupe_key(spec.name, d.kind, d.subject, ds)
+    return Alert(
+        model=spec.name, kind=d.kind, subject=d.subject, ds=ds, severity="info",
+        dedupe_key=key, thread_key=d.thread or thread_key(spec.name, d.kind, d.subject),
+        text=f"[{message.upper()}] {line}",
+        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": _cut(
+            f"*{message.capitalize()}* · {_esc(line)} · <{day_url}|Day report>", _SECTION_MAX)}}],
+        channel=channel_for(spec, "info"),
+        facts={**d.facts, "message": message, "incident_severity": d.severity,
+               "title": d.title, "since": st.opened or ds, "links": {"Day report": day_url}},
+        horizon_days=spec.alerts.horizon_days,
+    )
+
+
+def _render_folded(spec: ModelSpec, ds: str, d: _Draft, st: Any, base: str) -> Alert:
+    """The day's record of a condition whose incident needs no message today (never sent)."""
+    key = dedupe_key(spec.name, d.kind, d.subject, ds)
+    text = (f"[FOLDED] {spec.name}: {d.title} on {ds}: {d.facts.get('worst_text') or 'holds'}; "
+            f"recorded in the incident open since {st.opened or '?'} (last message "
+            f"{st.last_message or '?'}), not sent")
+    return Alert(
+        model=spec.name, kind=d.kind, subject=d.subject, ds=ds, severity=d.severity,
+        dedupe_key=key, thread_key=d.thread or thread_key(spec.name, d.kind, d.subject),
+        text=text, blocks=[], channel=channel_for(spec, d.severity),
+        facts={**d.facts, "message": "folded", "incident_severity": d.severity,
+               "title": d.title, "since": st.opened or ds,
+               "day_report": f"{base}/{spec.name}/{ds}/index.html"},
+        horizon_days=spec.alerts.horizon_days,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Grouping: the announcements of one run that share a severity -> one message
+# --------------------------------------------------------------------------------------------
+
+_GROUP_SHOWN = 20  # members listed in full; the rest are named in one line
+
+
+def group_subject(severity: str, member_keys: Iterable[str]) -> str:
+    """Keyed by the set of members it carries (like the digest): the same members are one row."""
+    keys = sorted(member_keys)
+    return f"{severity}-{hashlib.sha1(chr(10).join(keys).encode()).hexdigest()[:12]}"
+
+
+def build_group(spec: ModelSpec, ds: str, members: Sequence[Alert], *,
+                reports_url: str | None = None) -> Alert:
+    """ONE message for the announcements (onsets, escalations) of one run and day that share a
+    severity: each incident with its title, sentence, key numbers and links. Later updates of
+    those incidents reply in this message's thread."""
+    if len(members) < 2:
+        raise AlertInputError("build_group: a group needs at least two announcements")
+    severities = {m.severity for m in members}
+    if len(severities) != 1:
+        raise AlertInputError(f"build_group: members of one group share a severity, got "
+                              f"{sorted(severities)}")
+    severity = severities.pop()
+    base = (reports_url or default_reports_url()).rstrip("/")
+    members = sorted(members, key=lambda m: (m.kind, m.subject))
+    subject = group_subject(severity, (m.dedupe_key for m in members))
+    key = dedupe_key(spec.name, "group", subject, ds)
+    n = len(members)
+    by_kind: dict[str, int] = {}
+    for m in members:
+        by_kind[_TITLES.get(m.kind, m.kind)] = by_kind.get(_TITLES.get(m.kind, m.kind), 0) + 1
+    kinds = ", ".join(f"{k.lower()} ×{c}" if c > 1 else k.lower() for k, c in by_kind.items())
+    escalations = sum(1 for m in members if m.facts.get("message") == "escalation")
+    sentence = (f"{n} incidents of {spec.name} need attention on {ds} ({kinds})"
+                + (f", {escalations} of them escalated" if escalations else "")
+                + ". Each is listed below; their updates and recoveries follow in this thread.")
+    title = f"{n} incidents" + (f": {kinds}" if len(kinds) < 80 else "")
+    mark = _SEVERITY_MARK[severity]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text",
+                                    "text": _cut(f"{mark} · {spec.name} · {title}", _HEADER_MAX),
+                                    "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(_esc(sentence), _SECTION_MAX)}},
+    ]
+    text_lines = [f"[{severity.upper()}] {spec.name}: {title}", sentence]
+    for m in members[:_GROUP_SHOWN]:
+        f = m.facts
+        mtitle = str(f.get("title") or m.subject)
+        esc_note = " (escalated)" if f.get("message") == "escalation" else ""
+        numbers = list((f.get("numbers") or {}).items())[:4]
+        links = [(lbl, url) for lbl, url in (f.get("links") or {}).items()
+                 if lbl not in ("Day report", "Model page", "Runbook", "Triage checklist")][:2]
+        body = (f"*{_esc(mtitle)}*{esc_note}\n{_esc(str(f.get('sentence') or ''))}"
+                + ("\n" + " · ".join(f"{_esc(str(k))}: {_esc(str(v))}" for k, v in numbers)
+                   if numbers else "")
+                + ("\n" + " · ".join(f"<{url}|{_esc(lbl)}>" for lbl, url in links) if links else ""))
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(body, _SECTION_MAX)}})
+        text_lines.append(f"- {mtitle}{esc_note}: {f.get('sentence') or ''}"
+                          + (" (" + "; ".join(f"{k}: {v}" for k, v in numbers) + ")" if numbers else "")
+                          + "".join(f" {lbl}: {url}" for lbl, url in links))
+    if n > _GROUP_SHOWN:
+        rest = ", ".join(str(m.facts.get("title") or m.subject) for m in members[_GROUP_SHOWN:])
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(
+            _esc(f"… and {n - _GROUP_SHOWN} more: {rest}"), _SECTION_MAX)}})
+        text_lines.append(f"… and {n - _GROUP_SHOWN} more: {rest}")
+    links = [("Day report", f"{base}/{spec.name}/{ds}/index.html"),
+             ("Model page", f"{base}/{spec.name}/index.html")]
+    steps = []
+    if severity == "page":
+        links.append(("Triage checklist", f"{base}/{spec.name}/{ds}/triage.html"))
+        steps = [TRIAGE_STEP]
+    if spec.alerts.runbook_url:
+        links.append(("Runbook", spec.alerts.runbook_url))
+    when = f"Day {ds} · severity {severity} · {n} incidents grouped"
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _esc(when)}]})
+    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(
+        " · ".join(f"<{url}|{_esc(label)}>" for label, url in links), _SECTION_MAX)}})
+    if steps:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(
+            "*Next steps*\n" + "\n".join(f"• {_esc(s)}" for s in steps), _SECTION_MAX)}})
+    text_lines.append(when)
+    text_lines += [f"{label}: {url}" for label, url in links]
+    if steps:
+        text_lines += ["Next steps:", *[f"- {s}" for s in steps]]
+    return Alert(
+        model=spec.name, kind="group", subject=subject, ds=ds, severity=severity,
+        dedupe_key=key, thread_key=key, text="\n".join(text_lines), blocks=blocks,
+        channel=channel_for(spec, severity),
+        facts={"message": "group", "incident_severity": severity, "links": dict(links),
+               "members": [{"dedupe_key": m.dedupe_key, "kind": m.kind, "subject": m.subject,
+                            "title": m.facts.get("title"), "message": m.facts.get("message")}
+                           for m in members]},
+        horizon_days=spec.alerts.horizon_days,
     )
 
 
@@ -841,7 +1256,7 @@ def build_digest(spec: ModelSpec, rows: Sequence[Any], *, reports_url: str | Non
         numbers=[(_TITLES.get(k, k), str(n)) for k, n in sorted(by_kind.items())][:_FIELDS_MAX],
         facts={"alerts": keys, "days": days, "by_kind": by_kind}, ds=days[-1], own_thread=True,
     )
-    alert = _render(spec, days[-1], draft, {}, base, backfill=False)
+    alert = _render(spec, days[-1], draft, None, base, backfill=False)
     more = f"\n… and {len(listed) - 30} more" if len(listed) > 30 else ""
     summary = "\n".join(listed[:30]) + more
     blocks = list(alert.blocks)
@@ -946,7 +1361,7 @@ def rollout_alerts(spec: ModelSpec, ds: str, f: RolloutFinding, *, newest_ds: st
     )
     base = (reports_url or default_reports_url()).rstrip("/")
     backfill = is_backfill(ds, newest_ds, spec.alerts.horizon_days)
-    return [_render(spec, ds, draft, {}, base, backfill)]
+    return [_render(spec, ds, draft, None, base, backfill)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1039,5 +1454,8 @@ def _label_lag(spec: ModelSpec, ds: str, f: DayFindings) -> list[_Draft]:
         sentence=sentence, numbers=numbers,
         facts={"first_late_day": first.prediction_ds, "late_days": [asdict(d) for d in days],
                "maturity_days": lag.maturity_days, "halfway_days": lag.halfway_days,
-               "tolerance_days": lag.tolerance_days},
+               "tolerance_days": lag.tolerance_days, "onset": first.prediction_ds,
+               "worst": float(n),
+               "worst_text": f"{n} prediction-day{'s' if n != 1 else ''} behind, the oldest "
+                             f"{first.prediction_ds} at {_pct(first.coverage)} of its labels"},
     )]
