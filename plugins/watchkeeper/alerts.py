@@ -493,6 +493,10 @@ def enqueue(store: Any, alerts: Sequence[Alert], conn: Any = None, *,
             status = "folded"
             note = (f"recorded in incident {a.thread_key} (open since {a.facts.get('since')}); "
                     "nothing new to tell today")
+        elif a.closes_thread and a.facts.get("unannounced"):
+            status = "folded"
+            note = (f"closes incident {a.thread_key}, which nobody was told about (silenced, or "
+                    "only in a backfill digest): recorded, not sent")
         elif (s := _silenced_by(active[a.model], a.model, a.kind, a.subject)) is not None:
             status, note = "silenced", s.describe()
         else:

@@ -980,8 +980,12 @@ def build_alerts(
         st = states[key]
         if st.last_seen is not None and _days(st.last_seen, ds) < spec.alerts.resolve_after_days:
             continue  # hysteresis: a re-fire before then continues the same incident
-        out.append(_render(spec, ds, _closing_draft(spec, ds, key, st), st, base, backfill,
-                           message="recovery"))
+        draft = _closing_draft(spec, ds, key, st)
+        if not st.announced:
+            # nobody was told of it (silenced, or only listed in a backfill digest): its closing
+            # row is recorded, not sent (see enqueue)
+            draft.facts["unannounced"] = True
+        out.append(_render(spec, ds, draft, st, base, backfill, message="recovery"))
     return out
 
 

@@ -82,36 +82,88 @@ def _gate_transition(spec, ds, store):
 
 
 def labels_findings(spec: ModelSpec, ds: str, store):
-    """Concept drift and quality below its SLO, for prediction-days that matured on this run."""
+    """Concept drift and quality below its SLO, for prediction-days restated on this labels run
+    (and the run's budgets, gate and label lag)."""
     from watchkeeper import alerts_messages as am
 
-    concept = None
-    thresholds = {s.sli: s for s in spec.slos if s.quality and s.threshold is not None}
-    # One finding per SLI and labels run: the newest prediction-day that is mature as known on ds.
-    newest: dict[str, object] = {}
     rows = store.metrics(spec.name, "quality", as_known_on=ds)
-    for m in rows:
-        if m.known_on != ds or m.payload.get("provisional"):
-            continue
-        p = m.payload
-        for sli, slo in thresholds.items():
-            v = p.get("metrics", {}).get(sli)
-            if v is None:
-                continue
-            below = v < slo.threshold if slo.direction == "at_least" else v > slo.threshold
-            newest[sli] = am.QualityFinding(name=sli, value=v, threshold=slo.threshold, below=below,
-                                            mature=True, direction=slo.direction,
-                                            coverage=p.get("coverage"))
-        if p.get("concept_drift"):
-            detail = p.get("concept_drift_detail") or {}
-            concept = am.ConceptDriftFinding(
-                suspected=True, message=detail.get("reason", ""),
-                evidence={k: v for k, v in (p.get("metrics") or {}).items()
-                          if k in ("accuracy", "precision", "recall", "f1")})
-    quality = list(newest.values())
-    return am.DayFindings(quality=quality or None, concept_drift=concept,
+    return am.DayFindings(quality=_quality(spec, ds, store),
+                          concept_drift=_concept_drift(spec, ds, store, rows),
                           budgets=_budgets(spec, ds, store), gate=_gate_transition(spec, ds, store),
                           label_lag=_label_lag(spec, ds, store, rows))
+
+
+def _quality(spec: ModelSpec, ds: str, store):
+    """One finding per quality SLI on this labels run, about a prediction-day it restated as
+    mature: the newest bad one if any (bad = the SLI's verdict "bad" where it says, else below
+    the threshold); else a clean one (the SLI is evaluated and fine); all inconclusive: a finding
+    that neither alerts nor recovers. None when no quality SLI was restated on ds."""
+    from watchkeeper import alerts_messages as am
+
+    thresholds = {s.sli: s for s in spec.slos if s.quality and s.threshold is not None}
+    if not thresholds:
+        return None
+    # A labels run restates the prediction-days of its label window only.
+    window = (spec.labels.max_delay_days + 1) if spec.labels is not None else 60
+    since = (date.fromisoformat(ds) - timedelta(days=window)).isoformat()
+    found = []
+    for sli, slo in thresholds.items():
+        restated = [r for r in store.slis(spec.name, as_known_on=ds, sli=sli, since=since)
+                    if r.known_on == ds and not r.provisional and r.value is not None]
+        judged = []
+        for r in restated:
+            details = r.details or {}
+            verdict = details.get("verdict") if "verdict" in details else None
+            if verdict is not None:
+                below = verdict == "bad"
+            else:
+                below = (r.value < slo.threshold if slo.direction == "at_least"
+                         else r.value > slo.threshold)
+            judged.append((r, verdict, below))
+        if not judged:
+            continue
+        bad = [j for j in judged if j[2]]
+        clean = [j for j in judged if not j[2] and j[1] != "inconclusive"]
+        r, verdict, below = (bad or clean or judged)[-1]  # newest prediction-day of its kind
+        found.append(am.QualityFinding(
+            name=sli, value=r.value, threshold=slo.threshold, below=below, mature=True,
+            direction=slo.direction, coverage=(r.details or {}).get("coverage"),
+            prediction_ds=r.ds, verdict=verdict if verdict is not None else None))
+    return found or None
+
+
+def _concept_drift(spec: ModelSpec, ds: str, store, rows):
+    """Concept drift of this labels run: the prediction-days whose stored quality says
+    suspected as known on ds but not as known on the previous run (each prediction-day is
+    alerted once, however often later label deliveries restate it). None when no day restated
+    on ds was judged (nothing evaluated, nothing recovers)."""
+    from watchkeeper import alerts_messages as am
+
+    restated = [m for m in rows if m.known_on == ds and not (m.payload or {}).get("provisional")]
+    judged = [m for m in restated
+              if ((m.payload or {}).get("concept_drift_detail") or {}).get("status")
+              in ("suspected", "ok")]
+    if not judged:
+        return None
+    suspected = [m for m in judged if (m.payload or {}).get("concept_drift")]
+    before: set[str] = set()
+    if suspected:
+        prev = (date.fromisoformat(ds) - timedelta(days=1)).isoformat()
+        before = {m.ds for m in store.metrics(spec.name, "quality", as_known_on=prev,
+                                              since=min(m.ds for m in suspected),
+                                              until=max(m.ds for m in suspected))
+                  if (m.payload or {}).get("concept_drift")}
+    new = sorted((m for m in suspected if m.ds not in before), key=lambda m: m.ds)
+    if not new:
+        return am.ConceptDriftFinding(suspected=False)
+    first = new[0].payload
+    detail = first.get("concept_drift_detail") or {}
+    return am.ConceptDriftFinding(
+        suspected=True, message=detail.get("reason", ""),
+        evidence={k: v for k, v in (first.get("metrics") or {}).items()
+                  if k in ("accuracy", "precision", "recall", "f1", "roc_auc")},
+        prediction_days=tuple(m.ds for m in new),
+        metrics=tuple(dict(r) for r in detail.get("metrics") or () if isinstance(r, dict)))
 
 
 def _label_lag(spec: ModelSpec, ds: str, store, rows):
