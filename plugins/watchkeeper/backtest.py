@@ -11,8 +11,11 @@ Airflow itself is not started: `dag.test()` costs seconds a day and adds nothing
 What was detected is read back from the store afterwards. An expectation is met on a day when
 both hold: the store has the finding for that exact subject (the failed expectation on that
 column, the drifted feature or feature-and-segment, the prediction monitor that alerted, ...) and
-that day's alerts (wk_outbox) carry an alert of the matching kind at the expected severity or
-above. A finding nobody is told about does not count; neither does an alert about something else.
+that day's alerts (wk_outbox) carry the row of the matching condition (kind, and the feature or
+monitor for drift, skew and predictions) at the expected severity or above. A finding nobody is
+told about does not count; neither does an alert about something else. An ongoing incident
+still has its row each day (folded, or a one-line update sent as info): the condition's own
+severity (facts["incident_severity"]) is what is compared.
 
 Verdicts: caught (first detection on or before `by_day`), late (after it), missed (never within the
 replay), error (the monitors crashed on the incident's data: that is a failure too). Detections
@@ -343,8 +346,14 @@ def _finding_days(spec, e: Expectation, store) -> set[str]:
     return set()  # labels and slo: the alert is the finding (see _alert_matches)
 
 
+def _severity(row) -> str:
+    """The condition's severity on the day: an incident's one-line updates and reminders are
+    sent as info, and its folded rows are not sent, but each still records the condition."""
+    return (row.facts or {}).get("incident_severity") or row.severity
+
+
 def _alert_matches(e: Expectation, row) -> bool:
-    if SEVERITY_RANK.get(row.severity, -1) < SEVERITY_RANK[e.severity]:
+    if SEVERITY_RANK.get(_severity(row), -1) < SEVERITY_RANK[e.severity]:
         return False
     if e.stage in ("ingestion", "features"):
         if e.subject == "freshness":
@@ -358,6 +367,9 @@ def _alert_matches(e: Expectation, row) -> bool:
         return row.kind == "quality_below_slo" and row.subject == e.subject
     if e.stage == "slo":
         return row.kind == "budget_burn" and row.subject == e.subject
+    if e.stage in ("drift", "skew", "predictions"):
+        # one condition per feature (segments fold into it) and per prediction monitor
+        return row.kind == ALERT_KIND[e.stage] and row.subject == e.subject
     return row.kind == ALERT_KIND[e.stage]
 
 
@@ -375,7 +387,7 @@ def match(incident: Incident, store) -> list[Outcome]:
                 continue
             if found is not None and r.ds not in found:
                 continue
-            hits[r.ds] = f"{r.severity} {r.kind}"
+            hits[r.ds] = f"{_severity(r)} {r.kind}"
         after = sorted(d for d in hits if date.fromisoformat(d) >= onset)
         o = Outcome(stage=e.stage, subject=e.subject, segment=e.segment, severity=e.severity,
                     by_day=e.by_day, verdict="missed",
