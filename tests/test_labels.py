@@ -641,8 +641,12 @@ def test_label_lag_from_the_store_alerts_once_a_day_and_recovers(sqlite_url, qua
     alerts.raise_alerts(store, spec, _day(14), day_alerts.labels_findings(spec, _day(14), store))
     rows = [(r.ds, r.kind, r.subject) for r in store.outbox("fraud")
             if r.kind == "label_lag" or r.subject.startswith("label_lag")]
+    # caught up on day 15; the incident closes once the lag has not held for
+    # alerts.resolve_after_days (2) days: on day 16
     assert rows == [(_day(13), "label_lag", "labels"), (_day(14), "label_lag", "labels"),
-                    (_day(15), "recovery", "label_lag:labels")]
+                    (_day(16), "recovery", "label_lag:labels")]
+    messages = [r.facts["message"] for r in store.outbox("fraud") if r.kind == "label_lag"]
+    assert messages == ["onset", "folded"]  # the same lag the next day is not sent again
 
 
 @pytest.mark.parametrize("model", ["fraud", "eta"])

@@ -270,6 +270,44 @@ def cmd_alerts(args) -> int:
         raise CliError(str(err)) from None
 
 
+# ----- incidents (issue 14) -------------------------------------------------------------------
+
+
+def cmd_incidents(args) -> int:
+    from datetime import date
+
+    from watchkeeper import alerts, incidents
+
+    store = _store()
+    if args.as_of:
+        try:
+            date.fromisoformat(args.as_of)
+        except ValueError:
+            raise CliError(f"--as-of {args.as_of!r}: expected a day YYYY-MM-DD") from None
+    known = store.outbox_models()
+    if args.model:
+        if args.model not in known:
+            from watchkeeper.spec import get_spec
+
+            get_spec(args.model)  # an unknown name is an error; a known model may have none yet
+        names = [args.model]
+    else:
+        names = known
+    found = [i for n in names for i in alerts.list_incidents(store, n, as_of=args.as_of)
+             if i.is_open or not args.open]
+    if args.json:
+        _print_json({"as_of": args.as_of, "models": names,
+                     "incidents": [i.to_dict() for i in found]})
+        return 0
+    if not found:
+        what = "open incidents" if args.open else "incidents"
+        print(f"no {what} for {', '.join(names) or 'any model'}"
+              + (f" as of {args.as_of}" if args.as_of else ""))
+        return 0
+    print(incidents.table(found))
+    return 0
+
+
 # ----- reports and triage ---------------------------------------------------------------------
 
 
@@ -521,13 +559,21 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("model")
     a.add_argument("--status", action="append",
                    choices=["pending", "sending", "sent", "failed", "silenced", "digest",
-                            "digested"])
+                            "digested", "folded", "grouped"])
     a.add_argument("--limit", type=int, default=50)
     a.add_argument("--json", action="store_true")
     a = alerts_sub.add_parser("resend", help="queue permanently failed alerts again")
     a.add_argument("model")
     a.add_argument("--key", action="append", help="only this dedupe key (repeatable)")
     c.set_defaults(func=cmd_alerts)
+
+    c = sub.add_parser("incidents", help="open and closed alert incidents: onset, last seen, "
+                                         "duration, time to detect, worst value, messages")
+    c.add_argument("model", nargs="?", help="one model (default: every model in the store)")
+    c.add_argument("--json", action="store_true", help="print JSON (stable keys, see README)")
+    c.add_argument("--open", action="store_true", help="only incidents still open")
+    c.add_argument("--as-of", dest="as_of", help="as the outbox stood up to this day (YYYY-MM-DD)")
+    c.set_defaults(func=cmd_incidents)
 
     c = sub.add_parser("backtest", help="replay the incident library through the current monitors; "
                                         "exit 0 when every incident is caught in time")

@@ -1606,6 +1606,12 @@ class Store:
         with self._read(f"reading wk_outbox index model={model}") as c:
             return [OutboxIndexRow(*r) for r in c.execute(q).all()]
 
+    def outbox_models(self) -> list[str]:
+        """Every model with an outbox row, sorted (`models()` leaves the outbox out)."""
+        t = wk_outbox
+        with self._read("listing outbox models") as c:
+            return list(c.execute(select(t.c.model).distinct().order_by(t.c.model)).scalars())
+
     _OUTBOX_CHANGES: ClassVar[dict[str, str]] = {
         "channel": "opt_text", "note": "opt_text", "last_error": "opt_text",
         "delivered_via": "opt_text", "slack_channel": "opt_text", "slack_ts": "opt_text",
