@@ -266,6 +266,11 @@ def test_site_pages_escape_data_link_what_exists_and_stay_offline(home, small_de
                      payload={"threshold": 0.1, "drifted": True})])
     store.record_event("fraud", "deployment", "fraud-v3", small_demo.ds(27),
                        {"version": XSS}, created_by=XSS)
+    from watchkeeper import alerts
+    from watchkeeper.spec import get_spec
+
+    alerts.raise_alerts(store, get_spec("fraud"), day29, alerts.DayFindings(drift=[
+        alerts.DriftFinding(feature=f"merchant_{XSS}", drifted=True, score=0.5, threshold=0.1)]))
     b = reports.build_site(store, load_all()[0])
     root = home / "reports"
     assert not b.problems, b.problems
@@ -280,6 +285,10 @@ def test_site_pages_escape_data_link_what_exists_and_stay_offline(home, small_de
     day_html = (root / "fraud" / day29 / "index.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in day_html
     model_html = (root / "fraud" / "index.html").read_text()
+    # the incidents table: the drift incident of day 29, its subject escaped
+    incidents = model_html.split('id="incidents"', 1)[1].split("<h2", 1)[0]
+    assert f"<td>{day29}</td>" in incidents and "<td>drift</td>" in incidents
+    assert "merchant_&lt;script&gt;" in incidents and "score 0.5 vs threshold 0.1" in incidents
     # chart data is JSON inside a script element: '<' is escaped there too
     assert "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in model_html
     assert '<script defer src="../_static/watchkeeper/charts.js">' in model_html

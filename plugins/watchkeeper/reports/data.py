@@ -55,6 +55,7 @@ class ModelData:
     families: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # fam -> ds -> [metric]
     events: list[Any] = field(default_factory=list)
     runs: dict[str, list[Any]] = field(default_factory=dict)  # ds -> [StoredRun]
+    incidents: list[Any] = field(default_factory=list)  # watchkeeper.incidents.Incident, oldest first
     problems: list[str] = field(default_factory=list)  # what could not be read, said on the page
 
     @property
@@ -119,6 +120,12 @@ def load_model(spec: ModelSpec, store) -> ModelData:
     md.events = list(store.events(name))
     for r in store.runs(name):
         md.runs.setdefault(r.ds, []).append(r)
+    try:  # the alert incidents, from the outbox (watchkeeper.incidents)
+        from watchkeeper.incidents import derive
+
+        md.incidents = derive(store.outbox_index(name, with_facts=True))
+    except Exception as err:  # noqa: BLE001 - the page says what it could not read
+        md.problems.append(f"alert incidents could not be read: {type(err).__name__}: {err}")
     return md
 
 

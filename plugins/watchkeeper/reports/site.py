@@ -541,6 +541,7 @@ def render_model_page(md: dmod.ModelData, root: Path, gate: dict[str, dict], now
                        "as of"], _slo_rows(md)))
     body.append('<h2 id="now">What is wrong now</h2>')
     body.append(_findings_html(dmod.current_findings(md), "", root, spec.name))
+    body.append('<h2 id="incidents">Incidents</h2>' + _incidents_table(md))
     body.append('<h2 id="burn">Budget burn-down</h2>' + _burn_down(charts, md))
     body.append('<h2 id="slis">SLI trends</h2>' + _sli_trends(charts, md, days))
     drift = (_score_heatmap(charts, md, "drift", days,
@@ -577,6 +578,27 @@ def render_model_page(md: dmod.ModelData, root: Path, gate: dict[str, dict], now
     body.append('<h2 id="days">Every day</h2>' + _days_table(md, root, cutoff))
     return page(f"{spec.name} · Watchkeeper", "\n".join(body), depth=1,
                 crumbs=[("Watchkeeper", "../index.html"), (spec.name, None)], generated_at=now)
+
+
+_INCIDENTS_SHOWN = 100
+
+
+def _incidents_table(md: dmod.ModelData) -> str:
+    """The alert incidents (README "Alerts"), open ones first, then newest first."""
+    newest = sorted(md.incidents, key=lambda i: (i.opened, i.kind, i.subject), reverse=True)
+    ordered = [i for i in newest if i.is_open] + [i for i in newest if not i.is_open]
+    rows = [[h(i.opened), h(i.onset), h(i.kind), h(i.subject), badge(i.severity),
+             h(i.status if i.announced or i.status != "open" else "open (not announced)"),
+             h(i.last_seen), h(i.closed or "-"), h(i.worst_text or "-")]
+            for i in ordered[:_INCIDENTS_SHOWN]]
+    more = (f'<p class="small muted">{len(ordered) - _INCIDENTS_SHOWN} older incident(s): '
+            "`watchkeeper incidents` lists all.</p>" if len(ordered) > _INCIDENTS_SHOWN else "")
+    note = ('<p class="small muted">One incident per condition (model, kind, subject): one '
+            "message at onset, thread updates only when materially worse, a reminder after "
+            f"{md.spec.alerts.reminder_days or 'no'} days without one, closed once it has not "
+            f"held for {md.spec.alerts.resolve_after_days} day(s).</p>")
+    return note + table(["opened", "onset", "kind", "subject", "severity", "status", "last seen",
+                         "closed", "worst"], rows, long_cols=(8,)) + more
 
 
 # ---- shadow and canary rollouts (issue 10) ----------------------------------------------------
