@@ -553,6 +553,7 @@ def _drift(spec: ModelSpec, ds: str, rows: Sequence[DriftFinding] | None, kind: 
             numbers[-1] = ("more", f"{len(listed) - (_FIELDS_MAX - 1)} further segments")
         top = frs[0]
         ratio = _drift_ratio(top)
+        ratio = None if ratio is None else float(f"{ratio:.6g}")
         top_where = _segment_text(top.segment, pii) or "whole batch"
         worst_text = (f"score {_num(top.score)} vs threshold {_num(top.threshold)}"
                       + (f" ({_num(ratio)}x, {top_where})" if ratio is not None else f" ({top_where})"))
@@ -961,6 +962,9 @@ def build_alerts(
     backfill = is_backfill(ds, newest_ds, spec.alerts.horizon_days)
     out = []
     for d in drafts:
+        w = d.facts.get("worst")
+        if isinstance(w, float) and math.isfinite(w):
+            d.facts["worst"] = float(f"{w:.6g}")  # no float noise in the incident's numbers
         if d.own_thread or d.closes_thread or d.kind not in INCIDENT_KINDS:
             out.append(_render(spec, ds, d, None, base, backfill))
             continue
