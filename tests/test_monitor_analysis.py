@@ -87,7 +87,9 @@ def test_day_29_is_named_by_segment_and_alerts_predictions(demo_home, small_demo
     outbox = paths.home() / "alerts" / "outbox.jsonl"
     lines = [json.loads(x) for x in outbox.read_text().splitlines()]
     day29 = [m for m in lines if m["ds"] == small_demo.ds(29)]
-    kinds = {m["kind"] for m in day29}
+    # a grouped announcement is one message carrying its incidents (facts.members)
+    kinds = {m["kind"] for m in day29} | {k["kind"] for m in day29 if m["kind"] == "group"
+                                          for k in m["facts"]["members"]}
     assert {"expectation_failed", "drift", "prediction_anomaly"} <= kinds, kinds
     assert all({"model", "kind", "severity", "ds", "dedupe_key", "text", "blocks"} <= set(m) for m in day29)
     assert len({m["dedupe_key"] for m in lines}) == len(lines)
