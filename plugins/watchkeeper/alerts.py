@@ -422,8 +422,9 @@ def _silenced_by(active: Sequence[Silence], model: str, kind: str, subject: str)
 def _silence_for(active: Sequence[Silence], model: str, row: Any) -> Silence | None:
     """The silence holding `row` back. A group message is silenced only when a silence matches
     every incident it carries (one unsilenced incident still needs telling)."""
-    if row.kind != "group":
-        return _silenced_by(active, model, row.kind, row.subject)
+    direct = _silenced_by(active, model, row.kind, row.subject)
+    if row.kind != "group" or direct is not None:
+        return direct
     members = (row.facts or {}).get("members") or []
     found = [_silenced_by(active, model, m.get("kind", ""), m.get("subject", "")) for m in members]
     return found[0] if found and all(found) else None
