@@ -1,0 +1,203 @@
+"""The partial-day judgment (watchkeeper.completeness): pure, no store, no Airflow."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from watchkeeper.completeness import (
+    BASIS_MEDIAN,
+    BASIS_TIME_OF_DAY,
+    CompletenessError,
+    TrafficProfile,
+    is_partial,
+    judge_partial,
+)
+
+UTC = ZoneInfo("UTC")
+BERLIN = ZoneInfo("Europe/Berlin")
+# a fraud-like day: quiet at night, busy from 07:00 to 22:00
+HOUR_WEIGHTS = np.array([2, 1.5, 1, 1, 1, 1.5, 3, 5, 6, 7, 7, 7.5, 8, 7.5, 7, 7, 7.5, 8, 8.5, 8,
+                         7, 6, 4.5, 3])
+
+
+def _events(n: int, day: str, tz=UTC, *, seed: int = 0, until_hour: int = 24,
+            weights=HOUR_WEIGHTS) -> pd.Series:
+    """n event timestamps on `day` (local hours weighted like traffic), as naive UTC."""
+    rng = np.random.default_rng(seed)
+    w = np.asarray(weights, dtype=float).copy()
+    w[until_hour:] = 0
+    hours = rng.choice(24, size=n, p=w / w.sum())
+    seconds = hours * 3600 + rng.integers(0, 3600, size=n)
+    start = pd.Timestamp(day).tz_localize(tz)
+    ts = pd.to_datetime(start + pd.to_timedelta(seconds, unit="s"))
+    return pd.Series(ts).dt.tz_convert("UTC").dt.tz_localize(None)
+
+
+def _training(tz=UTC) -> TrafficProfile:
+    days = [_events(400, f"2026-01-{d:02d}", tz, seed=d) for d in range(1, 29)]
+    profile = TrafficProfile.from_timestamps(pd.concat(days, ignore_index=True), tz)
+    assert isinstance(profile, TrafficProfile)
+    return profile
+
+
+def _bounds(day: str, tz=UTC):
+    start = datetime.fromisoformat(day).replace(tzinfo=tz)
+    return start, start + timedelta(days=1)
+
+
+def _judge(rows_ts: pd.Series, day: str, *, counts=(), profile=None, tz=UTC, fraction=0.5):
+    start, end = _bounds(day, tz)
+    return judge_partial(len(rows_ts), fraction=fraction, trailing_counts=counts,
+                         timestamps=rows_ts, day_start=start, day_end=end,
+                         profile=profile, tz=tz)
+
+
+# ---- trailing-median basis --------------------------------------------------------------------
+
+
+def test_a_42_row_day_against_a_median_of_165_is_partial_and_says_why():
+    ts = _events(42, "2026-03-10", until_hour=6)
+    d = _judge(ts, "2026-03-10", counts=[165, 170, 160, 168, 158, 171, 166])
+    assert d.partial is True and d.basis == BASIS_MEDIAN and d.expected == 166
+    assert d.rows == 42 and d.known_days == 7
+    assert d.reason.startswith("partial day: 42 rows vs 166 expected (median of the last 7 days")
+    assert "judged as incomplete data, not as a shift" in d.reason
+    assert d.last_event is not None and d.last_event < "06:00"
+    assert is_partial(d.to_dict())
+
+
+def test_a_quiet_sunday_at_70_percent_over_the_whole_day_is_not_partial():
+    ts = _events(116, "2026-03-15")  # 70% of 165, spread over the whole day
+    d = _judge(ts, "2026-03-15", counts=[165, 170, 160, 168, 158, 171, 166])
+    assert d.partial is False and d.basis == BASIS_MEDIAN
+    assert d.reason.startswith("complete: 116 rows vs 166 expected")
+    assert not is_partial(d.to_dict())
+
+
+def test_the_rule_is_strictly_below_the_fraction_of_the_median():
+    counts = [200, 200, 200]
+    assert judge_partial(99, fraction=0.5, trailing_counts=counts).partial is True
+    assert judge_partial(100, fraction=0.5, trailing_counts=counts).partial is False
+    assert judge_partial(100, fraction=0.6, trailing_counts=counts).partial is True
+
+
+def test_the_median_looks_at_the_newest_seven_days_only():
+    # newest first: seven days at 2,000, then older days at 20,000 that no longer count
+    counts = [2000] * 7 + [20000] * 7
+    d = judge_partial(1500, fraction=0.5, trailing_counts=counts)
+    assert d.expected == 2000 and d.known_days == 7 and d.partial is False
+
+
+def test_the_median_is_used_from_three_known_days_and_ignores_the_profile():
+    ts = _events(2000, "2026-03-10", until_hour=6)  # cut at 06:00, but as many rows as usual
+    d = _judge(ts, "2026-03-10", counts=[2000, 2000, 2000], profile=_training())
+    assert d.basis == BASIS_MEDIAN and d.partial is False
+
+
+# ---- time-of-day basis (a model's first days) -------------------------------------------------
+
+
+def test_day_one_that_stops_at_six_is_partial_by_its_timestamps():
+    profile = _training()
+    ts = _events(42, "2026-03-01", until_hour=6)
+    d = _judge(ts, "2026-03-01", profile=profile)
+    assert d.partial is True and d.basis == BASIS_TIME_OF_DAY and d.known_days == 0
+    # 00:00-06:00 carries 8 of the 127.5 hourly weights: about 6% of a usual day
+    assert 0.03 < d.covered_share < 0.08
+    assert d.expected == pytest.approx(42 / d.covered_share)
+    assert d.reason.startswith(f"partial day: 42 rows vs {42 / d.covered_share:.0f} expected")
+    assert "time-of-day profile" in d.reason
+
+
+def test_day_one_that_covers_the_whole_day_is_complete_at_any_size():
+    profile = _training()
+    for n in (42, 165, 20000):
+        d = _judge(_events(n, "2026-03-01", seed=n), "2026-03-01", profile=profile)
+        assert d.partial is False and d.basis == BASIS_TIME_OF_DAY, (n, d.reason)
+        assert d.covered_share > 0.9
+
+
+def test_a_day_that_starts_late_is_partial_too():
+    profile = _training()
+    weights = HOUR_WEIGHTS.copy()
+    weights[:18] = 0  # only the evening arrived
+    d = _judge(_events(300, "2026-03-01", weights=weights), "2026-03-01", profile=profile)
+    assert d.partial is True and d.covered_share < 0.4
+
+
+def test_a_share_between_fraction_and_one_is_complete():
+    # delivered until 20:00: about 78% of a usual day's traffic
+    profile = _training()
+    d = _judge(_events(500, "2026-03-01", until_hour=20), "2026-03-01", profile=profile)
+    assert d.partial is False and 0.7 < d.covered_share < 0.85
+
+
+def test_too_few_events_to_tell_are_not_judged():
+    profile = _training()
+    ts = _events(3, "2026-03-01", until_hour=6)
+    d = _judge(ts, "2026-03-01", profile=profile)
+    assert d.partial is None and d.basis is None and d.expected is None
+    assert "too few to tell a partial day from a quiet one" in d.reason
+    assert not is_partial(d.to_dict())
+
+
+def test_the_profile_and_the_day_follow_the_model_timezone():
+    # Traffic and the cut are in Berlin time; batches store naive UTC.
+    profile = _training(BERLIN)
+    ts = _events(60, "2026-03-01", BERLIN, until_hour=6)
+    d = _judge(ts, "2026-03-01", profile=profile, tz=BERLIN)
+    # the day's last event is read on the model's clock (05:xx in Berlin is 04:xx UTC)
+    assert d.partial is True and "05:00" <= d.last_event < "06:00"
+    full = _judge(_events(400, "2026-03-01", BERLIN), "2026-03-01", profile=profile, tz=BERLIN)
+    assert full.partial is False
+
+
+def test_timezone_aware_training_timestamps_give_the_same_profile():
+    naive = pd.concat([_events(400, f"2026-01-{d:02d}", BERLIN, seed=d) for d in range(1, 8)])
+    aware = naive.dt.tz_localize("UTC").dt.tz_convert("America/New_York")
+    assert TrafficProfile.from_timestamps(naive, BERLIN) == TrafficProfile.from_timestamps(aware, BERLIN)
+
+
+# ---- not judged ---------------------------------------------------------------------------------
+
+
+def test_without_either_basis_the_day_is_not_judged_and_says_so():
+    ts = _events(42, "2026-03-01", until_hour=6)
+    d = _judge(ts, "2026-03-01", counts=[160, 170])
+    assert d.partial is None and d.basis is None and d.known_days == 2
+    assert d.reason.startswith("not judged: 2 earlier day(s) known, the trailing median needs 3")
+    why = "the training set has no column event_ts"
+    assert why in _judge(ts, "2026-03-01", profile=why).reason
+
+
+def test_a_training_set_without_time_of_day_gives_no_profile():
+    dates_only = pd.Series(pd.date_range("2026-01-01", periods=500, freq="D"))
+    why = TrafficProfile.from_timestamps(dates_only, UTC)
+    assert isinstance(why, str) and "one hour of the day" in why
+    assert "needs 100" in TrafficProfile.from_timestamps(dates_only[:10], UTC)
+
+
+def test_no_timestamp_inside_the_day_is_not_judged():
+    ts = _events(50, "2026-02-27")  # yesterday's events only
+    d = _judge(ts, "2026-03-01", profile=_training())
+    assert d.partial is None and "no timestamp of the batch falls inside the day" in d.reason
+    # nor without a timestamp column at all
+    assert judge_partial(50, fraction=0.5, profile=_training()).partial is None
+
+
+def test_arguments_are_checked():
+    with pytest.raises(CompletenessError, match="fraction"):
+        judge_partial(10, fraction=1.0)
+    with pytest.raises(CompletenessError, match="rows"):
+        judge_partial(-1, fraction=0.5)
+
+
+def test_the_profile_round_trips_as_json():
+    p = _training()
+    assert TrafficProfile.from_dict(p.to_dict()) == p
+    assert p.share_before(0) == 0 and p.share_before(24 * 3600) == pytest.approx(1.0)
