@@ -193,13 +193,13 @@ def judge_partial(rows: int, *, fraction: float, trailing_counts: Sequence[int] 
             "last_event": None if last is None else _hhmm(last, tz)}
     common = {"rows": int(rows), "fraction": float(fraction), "known_days": len(counts), **span}
     verdict_tail = "judged as incomplete data, not as a shift"
-    stops = f", events {span['first_event']}-{span['last_event']}" if first is not None else ""
+    events = f"events {span['first_event']}-{span['last_event']}" if first is not None else ""
 
     if len(counts) >= MIN_KNOWN_DAYS:
         expected = float(np.median(counts))
         partial = rows < fraction * expected
-        head = (f"{rows} rows vs {expected:g} expected (median of the last {len(counts)} "
-                f"days{stops})")
+        head = (f"{rows} rows vs {expected:g} expected (median of the last {len(counts)} days"
+                f"{'; ' + events if events else ''})")
         reason = (f"partial day: {head}; {verdict_tail}" if partial else
                   f"complete: {head}; partial below {fraction:.0%} of it")
         return PartialDay(partial=partial, expected=expected, basis=BASIS_MEDIAN, reason=reason,
@@ -219,15 +219,15 @@ def judge_partial(rows: int, *, fraction: float, trailing_counts: Sequence[int] 
     n_inside = int(inside.size)
     if share <= 0:
         return PartialDay(partial=None, expected=None, basis=None, covered_share=0.0,
-                          reason=f"not judged: {known}; the batch's events{stops} fall where the "
+                          reason=f"not judged: {known}; the batch's {events} fall where the "
                                  "training set saw no traffic", **common)
     expected = rows / share
-    head = (f"{rows} rows vs {expected:.0f} expected (events{stops} cover {share:.1%} of a usual "
-            f"day's traffic, from the training set's time-of-day profile)")
+    head = (f"{rows} rows vs {expected:.0f} expected ({events} cover {share:.1%} of a usual "
+            f"day's traffic, by the training set's time-of-day profile)")
     if share < fraction and _chance_of_span(n_inside, share) >= CHANCE_LEVEL:
         return PartialDay(partial=None, expected=None, basis=None, covered_share=share,
-                          reason=f"not judged: {known}; {n_inside} event(s){stops} are too few to "
-                                 "tell a partial day from a quiet one by their timestamps",
+                          reason=f"not judged: {known}; {n_inside} event(s) ({events}) are too few "
+                                 "to tell a partial day from a quiet one by their timestamps",
                           **common)
     partial = share < fraction
     reason = (f"partial day: {head}; {verdict_tail}" if partial else
