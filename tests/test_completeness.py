@@ -201,3 +201,87 @@ def test_the_profile_round_trips_as_json():
     p = _training()
     assert TrafficProfile.from_dict(p.to_dict()) == p
     assert p.share_before(0) == 0 and p.share_before(24 * 3600) == pytest.approx(1.0)
+
+
+# ---- the shell's use of the judgment, on a real store (no Airflow) ------------------------------
+
+
+def _partition(store, ds, rows, record=None):
+    from watchkeeper.store import PartitionRecord, StageRecord
+
+    store.write_partition(PartitionRecord(model="fraud", ds=ds, source="s", status="ok",
+                                          rows=rows, partial=record))
+    store.write_stage("fraud", ds, StageRecord(stage="ingestion", success=True, evaluated=1,
+                                               passed=1, row_count=rows), [])
+
+
+def _record(ds_rows, expected, partial, basis=BASIS_MEDIAN):
+    return {"partial": partial, "rows": ds_rows, "expected": expected, "basis": basis,
+            "fraction": 0.5, "reason": f"{'partial day' if partial else 'complete'}: {ds_rows} "
+            f"rows vs {expected} expected", "known_days": 3, "covered_share": None,
+            "first_event": None, "last_event": None}
+
+
+@pytest.fixture
+def fraud_spec():
+    from watchkeeper import paths
+    from watchkeeper.spec import load_spec
+
+    return load_spec(paths.project_root() / "include/models/fraud.yaml")
+
+
+def test_clean_window_leaves_out_a_partial_day_even_when_its_checks_passed(store, fraud_spec):
+    # A suite without a row-count check passes a partial day: the judgment alone keeps it out.
+    from watchkeeper import analysis
+
+    days = [f"2026-03-0{i}" for i in range(1, 6)]
+    for i, ds in enumerate(days):
+        _partition(store, ds, 40 if i == 2 else 165, _record(40, 165.0, True) if i == 2 else None)
+    assert analysis.clean_window(fraud_spec, "2026-03-06", store, None) == [
+        d for i, d in enumerate(days) if i != 2]
+    assert analysis.partial_reason(fraud_spec, days[2], store).startswith("partial day: 40 rows")
+    assert analysis.partial_reason(fraud_spec, days[1], store) is None
+    assert analysis.partial_reason(fraud_spec, "2026-03-09", store) is None
+
+
+def test_min_rows_is_the_partial_rule_of_the_day(store, fraud_spec):
+    from watchkeeper import monitor
+
+    for ds, rows in (("2026-03-01", 160), ("2026-03-02", 170), ("2026-03-03", 165)):
+        _partition(store, ds, rows)
+    # judged against the trailing median of 165: partial below 82.5 rows, so min_rows is 83
+    _partition(store, "2026-03-04", 82, _record(82, 165.0, True))
+    assert monitor.stage_parameters(fraud_spec, "2026-03-04", store)["min_rows"] == 83
+    # day 1 judged by its timestamps: the same fraction of the time-of-day estimate
+    _partition(store, "2026-02-01", 42, _record(42, 700.0, True, BASIS_TIME_OF_DAY))
+    assert monitor.stage_parameters(fraud_spec, "2026-02-01", store)["min_rows"] == 350
+    # not judged (or stored before issue 14): half the trailing median, as before (the five
+    # days before it: 42, 160, 170, 165, 82 rows)
+    _partition(store, "2026-03-05", 40, {**_record(40, None, None), "basis": None})
+    params = monitor.stage_parameters(fraud_spec, "2026-03-05", store)
+    assert params["min_rows"] == 80 and params["row_count_median_7d"] == 160
+    # a stricter spec moves both together
+    strict = fraud_spec.model_copy(update={"completeness": fraud_spec.completeness.model_copy(
+        update={"partial_fraction": 0.8})})
+    assert monitor.stage_parameters(strict, "2026-03-04", store)["min_rows"] == 132
+
+
+def test_partial_day_slis_count_in_neither_good_nor_total(store, fraud_spec):
+    from watchkeeper import monitor
+    from watchkeeper.store import MetricRecord
+
+    ds = "2026-03-04"
+    _partition(store, ds, 42, _record(42, 165.0, True))
+    for fam, payload in (("drift", {"share": 0.0, "any_drift": False, "partial": True}),
+                         ("prediction", {"alert": False, "partial": True})):
+        store.write_metrics("fraud", ds, fam, ds, [MetricRecord(subject="__dataset__", value=None,
+                                                                payload=payload)])
+    slis = {r.sli: r for r in monitor._analysis_slis(fraud_spec, ds, store)}
+    assert set(slis) == {"feature_drift", "prediction_stability"}
+    for r in slis.values():
+        assert (r.value, r.good, r.good_events, r.total_events) == (None, None, None, None)
+        assert r.details == {"partial": "partial day: 42 rows vs 165.0 expected"}
+    # the same day judged complete is a good day of both
+    _partition(store, ds, 42, _record(42, 60.0, False))
+    assert {r.sli: r.good for r in monitor._analysis_slis(fraud_spec, ds, store)} == {
+        "feature_drift": True, "prediction_stability": True}
