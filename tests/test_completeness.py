@@ -182,6 +182,13 @@ def test_a_training_set_without_time_of_day_gives_no_profile():
     assert "needs 100" in TrafficProfile.from_timestamps(dates_only[:10], UTC)
 
 
+def test_a_batch_of_dates_without_times_is_not_judged_partial():
+    # every event at midnight: a batch that stores dates, not a day that stopped at 00:01
+    ts = pd.Series([pd.Timestamp("2026-03-01")] * 300)
+    d = _judge(ts, "2026-03-01", profile=_training())
+    assert d.partial is None and "all 300 events carry the same timestamp" in d.reason
+
+
 def test_no_timestamp_inside_the_day_is_not_judged():
     ts = _events(50, "2026-02-27")  # yesterday's events only
     d = _judge(ts, "2026-03-01", profile=_training())

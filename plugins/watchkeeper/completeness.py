@@ -214,9 +214,14 @@ def judge_partial(rows: int, *, fraction: float, trailing_counts: Sequence[int] 
         return PartialDay(partial=None, expected=None, basis=None,
                           reason=f"not judged: {known}; no timestamp of the batch falls inside "
                                  "the day", **common)
+    n_inside = int(inside.size)
+    if n_inside > 1 and first == last:
+        return PartialDay(partial=None, expected=None, basis=None,
+                          reason=f"not judged: {known}; all {n_inside} events carry the same "
+                                 f"timestamp ({span['first_event']}: dates without a time?)",
+                          **common)
     share = profile.share_between(float(local_seconds(pd.Series([first]), tz)[0]),
                                   float(local_seconds(pd.Series([last]), tz)[0]))
-    n_inside = int(inside.size)
     if share <= 0:
         return PartialDay(partial=None, expected=None, basis=None, covered_share=0.0,
                           reason=f"not judged: {known}; the batch's {events} fall where the "
