@@ -292,3 +292,53 @@ def test_partial_day_slis_count_in_neither_good_nor_total(store, fraud_spec):
     _partition(store, ds, 42, _record(42, 60.0, False))
     assert {r.sli: r.good for r in monitor._analysis_slis(fraud_spec, ds, store)} == {
         "feature_drift": True, "prediction_stability": True}
+
+
+def test_the_training_profile_is_read_from_its_timestamp_column_or_says_why_not(tmp_path, fraud_spec):
+    from watchkeeper import monitor
+
+    def spec_with(training):
+        return fraud_spec.model_copy(update={"reference": fraud_spec.reference.model_copy(
+            update={"training": str(training)})})
+
+    train = pd.DataFrame({"event_ts": pd.concat([_events(400, f"2026-01-{d:02d}", seed=d)
+                                                  for d in range(1, 8)], ignore_index=True)})
+    train["amount"] = 1.0
+    train.to_parquet(tmp_path / "t.parquet")
+    train.to_csv(tmp_path / "t.csv", index=False)
+    from_parquet = monitor.traffic_profile(spec_with(tmp_path / "t.parquet"))
+    assert isinstance(from_parquet, TrafficProfile) and from_parquet.n == 2800
+    assert monitor.traffic_profile(spec_with(tmp_path / "t.csv")) == from_parquet
+    train.drop(columns=["event_ts"]).to_parquet(tmp_path / "no_ts.parquet")
+    why = monitor.traffic_profile(spec_with(tmp_path / "no_ts.parquet"))
+    assert "no_ts.parquet (reference.training) has no column event_ts (columns.timestamp)" in why
+    assert "does not exist" in monitor.traffic_profile(spec_with(tmp_path / "gone.parquet"))
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    assert "cannot be read" in monitor.traffic_profile(spec_with(tmp_path / "bad.parquet"))
+
+
+def test_load_stores_and_returns_the_judgment_and_survives_a_missing_training_set(
+        store, fraud_spec, tmp_path):
+    from watchkeeper import monitor
+    from watchkeeper.spec import FileSource, Landing
+
+    spec = fraud_spec.model_copy(update={
+        "source": FileSource(kind="file", path=str(tmp_path / "ds={ds}.parquet")),
+        "landing": Landing(kind="none"),
+        "reference": fraud_spec.reference.model_copy(update={"training": str(tmp_path / "gone.parquet")})})
+    pd.DataFrame({"txn_id": [f"t{i}" for i in range(42)],
+                  "event_ts": _events(42, "2026-03-01", until_hour=6)}).to_parquet(
+        tmp_path / "ds=2026-03-01.parquet")
+    loaded = monitor.load(spec, "2026-03-01", store)
+    assert loaded["status"] == "ok" and loaded["rows"] == 42
+    p = loaded["partial"]
+    assert p["partial"] is None and "gone.parquet (reference.training) does not exist" in p["reason"]
+    assert store.partition("fraud", "2026-03-01").partial == p
+    # with three days known the trailing median judges it, training set or not
+    for ds in ("2026-02-26", "2026-02-27", "2026-02-28"):
+        _partition(store, ds, 165)
+    p = monitor.load(spec, "2026-03-01", store)["partial"]
+    assert p["partial"] is True and p["basis"] == BASIS_MEDIAN and p["expected"] == 165
+    # a day without rows has nothing to judge
+    pd.DataFrame({"txn_id": [], "event_ts": []}).to_parquet(tmp_path / "ds=2026-03-02.parquet")
+    assert monitor.load(spec, "2026-03-02", store)["partial"] is None
