@@ -150,9 +150,9 @@ def clean_window(spec: ModelSpec, ds: str, store, version: str | None) -> list[s
                   if m.subject == DATASET}
     versions = {m.ds: m.payload.get("model_version") for m in store.metrics(spec.name, "drift",
                 as_known_on=ds) if m.subject == DATASET}
-    want = spec.drift.reference_days
     from watchkeeper.completeness import is_partial
 
+    want = spec.drift.reference_days
     partial = {p.ds for p in store.partitions(spec.name) if is_partial(p.partial)}
     out: list[str] = []
     d = date.fromisoformat(ds)
@@ -464,11 +464,13 @@ def analyze_predictions(spec: ModelSpec, ds: str, store) -> dict:
     for m in rep["monitors"] if suppressed else ():
         _suppress(m, "alert", suppressed)
     records = [MetricRecord(subject=m["name"], value=m.get("value"), payload=m) for m in rep["monitors"]]
-    records.append(MetricRecord(subject=DATASET, value=None, payload={
+    day_payload = {
         "alert": any(m.get("alert") for m in rep["monitors"]), "summary": rep.get("summary"),
-        "problems": rep.get("problems", []), "n_rows": rep.get("n_rows"),
-        **({"partial": True, "suppressed": suppressed, "would_alert": [m["name"] for m in rep["monitors"]
-                                                      if m["would_alert"]]} if suppressed else {})}))
+        "problems": rep.get("problems", []), "n_rows": rep.get("n_rows")}
+    if suppressed:
+        day_payload.update(partial=True, suppressed=suppressed,
+                           would_alert=[m["name"] for m in rep["monitors"] if m["would_alert"]])
+    records.append(MetricRecord(subject=DATASET, value=None, payload=day_payload))
     cov = coverage.check_coverage(batch, cov_ref, alpha=day_rate / n_monitors).to_dict()
     if suppressed:
         _suppress(cov, "alert", suppressed)
