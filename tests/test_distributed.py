@@ -96,6 +96,9 @@ class _History:
     def trailing_row_counts(self, model, ds, n=7):
         return [2000] * n
 
+    def partition(self, model, ds):
+        return None  # no completeness judgment stored: min_rows from the trailing median
+
 
 def _params(spec, ds):
     from watchkeeper import monitor

@@ -397,6 +397,41 @@ def test_report_command_and_an_empty_store(demo_home, capsys):
         reports.build_site(open_store(), load_all()[0], root=blocker / "reports")
 
 
+def test_a_partial_day_shows_on_its_page_in_the_days_table_and_in_history(demo_home):
+    """Issue 14: the completeness judgment stored with the partition reaches the day page (its
+    own block under the partition, a finding), the model page's days table and the history."""
+    from watchkeeper import history, reports
+    from watchkeeper.spec import get_spec
+    from watchkeeper.store import PartitionRecord, open_store
+
+    store, spec = open_store(), get_spec("fraud")
+    reason = ("partial day: 42 rows vs 165 expected (median of the last 7 days; events "
+              "00:03-05:58); judged as incomplete data, not as a shift")
+    record = {"partial": True, "rows": 42, "expected": 165.0, "basis": "trailing_median",
+              "fraction": 0.5, "reason": reason, "known_days": 7, "covered_share": None,
+              "first_event": "00:03", "last_event": "05:58"}
+    store.write_partition(PartitionRecord(model="fraud", ds="2026-03-02", source="s",
+                                          status="ok", rows=42, partial=record))
+    store.write_partition(PartitionRecord(model="fraud", ds="2026-03-03", source="s",
+                                          status="ok", rows=170, partial={
+                                              **record, "partial": False, "rows": 170,
+                                              "reason": "complete: 170 rows vs 165 expected"}))
+    reports.build_site(store, [spec], days=["2026-03-02", "2026-03-03"])
+    root = demo_home / "reports" / "fraud"
+    page = (root / "2026-03-02" / "index.html").read_text()
+    assert 'id="completeness"' in page and reason in page
+    assert "partial day" in page and "00:03 – 05:58" in page
+    assert page.count(reason) == 2  # the block and the day's finding
+    complete = (root / "2026-03-03" / "index.html").read_text()
+    assert "complete: 170 rows vs 165 expected" in complete and reason not in complete
+    model_page = (root / "index.html").read_text()
+    assert "ok · partial" in model_page and model_page.count("ok · partial") == 1
+    days = history.build(spec, store)
+    assert [d["partial"]["partial"] for d in days] == [True, False]
+    table = history.as_table(spec, days)
+    assert "42/165 PARTIAL" in table and "170/165" in table and f"2026-03-02: {reason}" in table
+
+
 # --------------------------------------------------------------------------------------------
 # The authenticated route on the Airflow API server
 # --------------------------------------------------------------------------------------------

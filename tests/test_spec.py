@@ -71,6 +71,23 @@ def test_bad_spec_names_file_field_and_reason(tmp_path, mutate, field, reason):
     assert reason in msg, msg
 
 
+def test_completeness_block_defaults_and_bounds(tmp_path):
+    # partial days (issue 14): half the expected rows, unless the spec says otherwise
+    assert load_spec(MODELS / "fraud.yaml").completeness.partial_fraction == 0.5
+    data = _fraud()
+    data["completeness"] = {"partial_fraction": 0.3}
+    assert load_spec(_write(tmp_path, "fraud", data)).completeness.partial_fraction == 0.3
+    for bad, reason in ((0, "greater than 0"), (1, "less than 1"), ("half", "valid number")):
+        data["completeness"] = {"partial_fraction": bad}
+        with pytest.raises(SpecError) as exc:
+            load_spec(_write(tmp_path, "fraud", data))
+        assert [f for f, _ in exc.value.problems] == ["completeness.partial_fraction"]
+        assert reason in str(exc.value), str(exc.value)
+    data["completeness"] = {"partial_share": 0.5}
+    with pytest.raises(SpecError, match="unknown field"):
+        load_spec(_write(tmp_path, "fraud", data))
+
+
 def test_file_pattern_needs_ds(tmp_path):
     data = yaml.safe_load((MODELS / "eta.yaml").read_text())
     data["source"]["path"] = "{home}/eta.parquet"

@@ -460,6 +460,42 @@ def test_models_newest_ds_and_trailing_row_counts(store):
     assert store.dump(model="delivery")["wk_partition"] == []
 
 
+def test_partition_partial_record_round_trips_and_null_stays_null(store):
+    judged = {"partial": True, "rows": 42, "expected": 165.0, "basis": "trailing_median",
+              "fraction": 0.5, "reason": "partial day: 42 rows vs 165 expected",
+              "known_days": 7, "covered_share": None, "first_event": "00:03",
+              "last_event": "05:58"}
+    store.write_partition(PartitionRecord(model="fraud", ds=D1, source="s", status="ok",
+                                          rows=42, partial=judged))
+    store.write_partition(PartitionRecord(model="fraud", ds=D2, source="s", status="missing"))
+    assert store.partition("fraud", D1).partial == judged
+    assert store.partition("fraud", D2).partial is None
+    assert store.partition("fraud", D3) is None and store.partition("eta", D1) is None
+    # "not judged" is SQL NULL on both backends (not the JSON text 'null')
+    with store.engine.connect() as conn:
+        nulls = conn.execute(sa.text("SELECT count(*) FROM wk_partition WHERE partial IS NULL"))
+        assert nulls.scalar() == 1
+    assert [p.partial for p in store.partitions("fraud")] == [judged, None]
+
+
+def test_upgrade_from_0002_keeps_partitions_and_reads_them_as_not_judged(store_url):
+    """A store in the field at revision 0002 gains wk_partition.partial; its rows read None."""
+    from alembic import command
+
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:
+        command.upgrade(wk._alembic_config(conn), "0002")
+        conn.execute(sa.text(
+            "INSERT INTO wk_partition (model, ds, source, rows, status, message, updated_at) "
+            "VALUES ('fraud', :ds, 's', 120, 'ok', '', :now)"), {"ds": D1, "now": datetime.now(UTC)})
+    engine.dispose()
+    assert version_rows(store_url) == ["0002"]
+    store = open_store(store_url)
+    assert version_rows(store_url) == [HEAD_REVISION]
+    (old,) = store.partitions("fraud")
+    assert old.rows == 120 and old.partial is None
+
+
 def test_values_are_normalised_and_round_trip_identically(store):
     rec = ExpectationRecord(
         expectation_id="amount_mean", expectation_type="expect_column_mean_to_be_between",

@@ -101,6 +101,26 @@ def _batch(spec: ModelSpec, ds: str):
     return pd.read_parquet(p) if p.exists() else None
 
 
+# ----- partial days (issue 14) -------------------------------------------------------------------
+
+
+def partial_reason(spec: ModelSpec, ds: str, store) -> str | None:
+    """The reason when load judged the day partial, else None. A partial day is a time-biased
+    sample: its comparisons are computed and stored with their verdicts kept as `would_alert`,
+    but nothing alerts on it (`suppressed` says why) and it is no reference for later days."""
+    from watchkeeper.completeness import is_partial
+
+    part = store.partition(spec.name, ds)
+    record = part.partial if part is not None else None
+    return record["reason"] if is_partial(record) else None
+
+
+def _suppress(entry: dict, key: str, reason: str) -> None:
+    entry["would_alert"] = bool(entry.get(key))
+    entry[key] = False
+    entry["suppressed"] = reason
+
+
 # ----- drift and skew ---------------------------------------------------------------------------
 
 
@@ -130,7 +150,10 @@ def clean_window(spec: ModelSpec, ds: str, store, version: str | None) -> list[s
                   if m.subject == DATASET}
     versions = {m.ds: m.payload.get("model_version") for m in store.metrics(spec.name, "drift",
                 as_known_on=ds) if m.subject == DATASET}
+    from watchkeeper.completeness import is_partial
+
     want = spec.drift.reference_days
+    partial = {p.ds for p in store.partitions(spec.name) if is_partial(p.partial)}
     out: list[str] = []
     d = date.fromisoformat(ds)
     for i in range(1, 4 * want + 1):
@@ -140,6 +163,8 @@ def clean_window(spec: ModelSpec, ds: str, store, version: str | None) -> list[s
             continue
         if drift_days.get(day, {}).get("dataset_drift"):
             continue
+        if day in partial:
+            continue  # a partial day is a time-biased sample of its day, not a reference
         if version is not None and versions.get(day) not in (None, version):
             break  # the window restarts when the model version changes
         out.append(day)
@@ -296,10 +321,13 @@ def finish_drift(spec: ModelSpec, ds: str, store, kind: str, parts: list) -> dic
     methods = {k: v for p in parts for k, v in p.methods.items()}
     thresholds = {k: v for p in parts for k, v in p.thresholds.items()}
     d = result.to_dict()
+    suppressed = partial_reason(spec, ds, store)
     rows = []
     for r in d["rows"]:
         r["drifted_statistical"] = r["drifted"]
         r["drifted"] = bool(r["drifted"]) and bool(r["evidently_drifted"])
+        if suppressed:
+            _suppress(r, "drifted", suppressed)
         rows.append(r)
     whole = [r for r in rows if not r["segment"] and r["score"] is not None]
     share = (sum(r["drifted"] for r in whole) / len(whole)) if whole else None
@@ -322,6 +350,9 @@ def finish_drift(spec: ModelSpec, ds: str, store, kind: str, parts: list) -> dic
         "correction": d["correction"],
         "feature_groups": len(parts),
     }
+    if suppressed:
+        dataset.update(partial=True, suppressed=suppressed)
+        dataset["would_alert"] = sorted({_subject(r) for r in rows if r["would_alert"]})
     page = paths.day_report_dir(spec.name, ds) / f"{kind}.html"
     try:
         if not _render_pages(dataset["any_drift"]):
@@ -420,18 +451,33 @@ def analyze_predictions(spec: ModelSpec, ds: str, store) -> dict:
         for fam in ("prediction", "coverage"):
             _store_dataset(spec, ds, store, fam, {"not_run": reason})
         return {"not_run": reason}
+    # partial days (issue 14) are no previous day for stagnation: a few hours are not a day
     history = [m.payload["summary"] for m in store.metrics(spec.name, "prediction", as_known_on=ds)
-               if m.subject == DATASET and m.ds < ds and m.payload.get("summary")]
+               if m.subject == DATASET and m.ds < ds and m.payload.get("summary")
+               and not m.payload.get("partial")]
     # coverage counts as one more monitor of the day's family
     n_monitors = len(predictions.planned_monitors(baseline)) + 1
     day_rate = spec.predictions.daily_false_alarm_rate
     rep = predictions.monitor_predictions(batch, baseline, history=history, ds=ds,
                                           alpha=day_rate / n_monitors).to_dict()
+    suppressed = partial_reason(spec, ds, store)
+    for m in rep["monitors"] if suppressed else ():
+        _suppress(m, "alert", suppressed)
     records = [MetricRecord(subject=m["name"], value=m.get("value"), payload=m) for m in rep["monitors"]]
-    records.append(MetricRecord(subject=DATASET, value=None, payload={
+    day_payload = {
         "alert": any(m.get("alert") for m in rep["monitors"]), "summary": rep.get("summary"),
-        "problems": rep.get("problems", []), "n_rows": rep.get("n_rows")}))
+        "problems": rep.get("problems", []), "n_rows": rep.get("n_rows")}
+    if suppressed:
+        day_payload.update(partial=True, suppressed=suppressed,
+                           would_alert=[m["name"] for m in rep["monitors"] if m["would_alert"]])
+    records.append(MetricRecord(subject=DATASET, value=None, payload=day_payload))
     cov = coverage.check_coverage(batch, cov_ref, alpha=day_rate / n_monitors).to_dict()
+    if suppressed:
+        _suppress(cov, "alert", suppressed)
+        cov["partial"] = True
+        for item in [*cov.get("unseen_pairs", []), cov.get("multivariate") or {}]:
+            if item:
+                _suppress(item, "alert", suppressed)
     for pair in cov.get("unseen_pairs", []):  # the combination is named, a pii value never is
         pair["values"] = ["<pii hidden>" if c in spec.pii_columns else v
                           for c, v in zip(pair["columns"], pair["values"])]

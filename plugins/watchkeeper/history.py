@@ -26,7 +26,10 @@ def build_days(model: str, store, days: list[str] | None = None) -> list[dict]:
         return out[ds]
 
     for p in store.partitions(model):
-        day(p.ds)
+        d = day(p.ds)
+        if d is not None:
+            # issue 14: the completeness judgment (null: no rows to judge); see README
+            d["partial"] = p.partial
     failed_by = defaultdict(list)
     for e in store.expectation_results(model):
         if not e.success and (wanted is None or e.ds in wanted):
@@ -136,7 +139,8 @@ def build(spec, store) -> list[dict]:
 
 def as_table(spec, days: list[dict]) -> str:
     lines = [f"{spec.name}: {len(days)} day(s)",
-             f"{'ds':<10}  {'ingestion':<22} {'features':<22} {'data_quality':>12} {'fresh':>6}"]
+             f"{'ds':<10}  {'ingestion':<22} {'features':<22} {'data_quality':>12} {'fresh':>6}"
+             f"  {'rows':<16}"]
     for d in days:
         cells = []
         for st in STAGES:
@@ -155,6 +159,20 @@ def as_table(spec, days: list[dict]) -> str:
         lines.append(
             f"{d['ds']:<10}  {cells[0]:<22} {cells[1]:<22} "
             f"{'-' if dq is None else f'{dq:.3f}':>12} "
-            f"{'-' if fr is None else ('ok' if fr else 'LATE'):>6}"
+            f"{'-' if fr is None else ('ok' if fr else 'LATE'):>6}  {_rows_cell(d.get('partial'))}"
         )
+    partial = [d for d in days if (d.get("partial") or {}).get("partial") is True]
+    for d in partial:
+        lines.append(f"{d['ds']}: {d['partial']['reason']}")
     return "\n".join(lines)
+
+
+def _rows_cell(p: dict | None) -> str:
+    """Rows against the expected rows and the completeness verdict: '42/165 PARTIAL',
+    '2000/1990', '42 not judged'; '-' for a day without rows to judge."""
+    if not p:
+        return "-"
+    if p.get("partial") is None:
+        return f"{p['rows']} not judged"
+    cell = f"{p['rows']}/{p['expected']:.0f}"
+    return cell + " PARTIAL" if p["partial"] else cell

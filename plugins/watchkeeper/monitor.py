@@ -8,6 +8,7 @@ and tests run exactly the same code; XCom only ever carries the small dicts they
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -91,6 +92,9 @@ def load(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
     if status in ("ok", "late", "empty"):
         message = f"{message}; {fresh.message}"
 
+    partial = judge_completeness(spec, ds, frame, store)
+    if partial is not None and partial.get("partial") is not False:
+        log.info("%s %s: %s", spec.name, ds, partial["reason"])
     rec = PartitionRecord(
         model=spec.name,
         ds=ds,
@@ -101,6 +105,7 @@ def load(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
         lateness_hours=fresh.lateness_hours,
         status=status,
         message=message,
+        partial=partial,
     )
     store.write_partition(rec)
     return {
@@ -111,7 +116,65 @@ def load(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
         "fresh": fresh.good,
         "message": message,
         "batch": str(path) if frame is not None else None,
+        "partial": partial,
     }
+
+
+# ----- partial days (issue 14) ------------------------------------------------------------------
+
+
+def judge_completeness(spec: ModelSpec, ds: str, frame, store) -> dict | None:
+    """Is the day's batch partial? watchkeeper.completeness.PartialDay.to_dict(), or None for a
+    day without rows (missing, unreadable and empty days are findings of their own).
+
+    The trailing row counts are those stored before ds, so a re-run of the day judges it the
+    same; the training set's timestamps are read only while fewer than three days are known.
+    """
+    from watchkeeper import completeness
+
+    if frame is None or len(frame) == 0:
+        return None
+    counts = store.trailing_row_counts(spec.name, ds, n=completeness.TRAILING_DAYS)
+    profile = None
+    if len(counts) < completeness.MIN_KNOWN_DAYS:
+        profile = traffic_profile(spec)
+    col = spec.columns.timestamp
+    start, end = day_bounds(spec, ds)
+    return completeness.judge_partial(
+        len(frame), fraction=spec.completeness.partial_fraction, trailing_counts=counts,
+        timestamps=frame[col] if col in frame.columns else None, day_start=start, day_end=end,
+        profile=profile, tz=spec.tz).to_dict()
+
+
+def traffic_profile(spec: ModelSpec):
+    """The training set's time-of-day profile (completeness.TrafficProfile), or why there is
+    none (a string: the file or the column is missing). Only its timestamp column is read."""
+    import pandas as pd
+
+    from watchkeeper import completeness
+
+    col = spec.columns.timestamp
+    path = spec.resolve_path(spec.reference.training)
+    where = f"{path} (reference.training)"
+    try:
+        if str(path).lower().endswith(".csv"):
+            head = pd.read_csv(path, nrows=0, encoding="utf-8")
+            if col not in head.columns:
+                raise KeyError(col)
+            stamps = pd.read_csv(path, usecols=[col], encoding="utf-8")[col]
+        else:
+            import pyarrow.parquet as pq
+
+            if col not in pq.read_schema(path).names:
+                raise KeyError(col)
+            stamps = pd.read_parquet(path, columns=[col])[col]
+    except KeyError:
+        return f"the training set {where} has no column {col} (columns.timestamp)"
+    except FileNotFoundError:
+        return f"the training set {where} does not exist"
+    except Exception as err:  # noqa: BLE001 - a bad file means "no profile", never a failed load
+        return f"the training set {where} cannot be read: {type(err).__name__}: {err}"
+    return completeness.TrafficProfile.from_timestamps(stamps, spec.tz)
 
 
 # ----- checks ---------------------------------------------------------------------------------
@@ -123,13 +186,21 @@ def stage_parameters(spec: ModelSpec, ds: str, store) -> dict:
 
     counts = store.trailing_row_counts(spec.name, ds, n=7)
     median = float(pd.Series(counts).median()) if counts else 0.0
+    # min_rows is the partial-day rule (issue 14): partial_fraction of the day's expected rows
+    # (the trailing median, or on a model's first days its time-of-day estimate), so the row
+    # count check fails on exactly the days judged partial; not judged: the trailing median.
+    part = store.partition(spec.name, ds)
+    judged = (part.partial if part is not None else None) or {}
+    expected = judged.get("expected") if judged.get("partial") is not None else None
+    fraction = spec.completeness.partial_fraction
     start, end = day_bounds(spec, ds)
     # Timestamps are compared as naive UTC, which is how batches store them.
     start_utc = start.astimezone(timezone.utc).replace(tzinfo=None)
     end_utc = end.astimezone(timezone.utc).replace(tzinfo=None)
     return {
         # An empty day is always a finding, even before there is history to compare with.
-        "min_rows": max(1, int(0.5 * median)),
+        # ceil: "rows < fraction x expected" and "rows >= min_rows" part at the same row
+        "min_rows": max(1, math.ceil(fraction * (median if expected is None else expected))),
         "row_count_median_7d": median,
         "day_start": pd.Timestamp(start_utc),
         "day_end": pd.Timestamp(end_utc),
@@ -311,6 +382,7 @@ def _analysis_slis(spec: ModelSpec, ds: str, store) -> list:
     """Daily timeslices from the analysis stages: prediction stability (no prediction monitor
     alerted) and feature drift (no feature drifted against the window or the training set)."""
     from watchkeeper.analysis import DATASET
+    from watchkeeper.completeness import is_partial
     from watchkeeper.store import SliRecord
 
     def dataset(family):
@@ -318,6 +390,15 @@ def _analysis_slis(spec: ModelSpec, ds: str, store) -> list:
                      if m.subject == DATASET), None)
 
     out = []
+    # A partial day (issue 14) is judged as incomplete data, not as stable or unstable: both
+    # timeslices are stored without a verdict, so it counts in neither good nor total.
+    part = store.partition(spec.name, ds)
+    if part is not None and is_partial(part.partial):
+        measured_on = {"prediction_stability": dataset("prediction"),
+                       "feature_drift": dataset("drift") or dataset("skew")}
+        return [SliRecord(ds=ds, sli=sli, value=None, good=None,
+                          details={"partial": part.partial["reason"]})
+                for sli, payload in measured_on.items() if payload is not None]
     pred = dataset("prediction")
     if pred is not None and "not_run" not in pred:
         good = not pred.get("alert")

@@ -367,6 +367,21 @@ class PredictionMonitorSpec(_Strict):
     daily_false_alarm_rate: float = Field(default=0.01, gt=0, lt=0.5)
 
 
+# ----- partial days (issue 14, part E) ----------------------------------------------------------
+
+
+class CompletenessSpec(_Strict):
+    """When a day's batch counts as partial (an upstream job that delivered part of the day):
+    see README "Partial days" and watchkeeper.completeness."""
+
+    partial_fraction: float = Field(
+        default=0.5, gt=0, lt=1,
+        description="a day is partial below this share of its expected rows (the median of the "
+        "trailing 7 days, or on a model's first days the share of a usual day's traffic its "
+        "timestamps cover); its drift, skew and prediction verdicts are not alerted. The "
+        "ingestion suite's min_rows is this share of the expected rows")
+
+
 class ModelSpec(_Strict):
     name: str
     task: Literal["binary_classification", "regression", "ranking"]
@@ -386,6 +401,7 @@ class ModelSpec(_Strict):
     suites: Suites = Suites()
     drift: DriftSpec = DriftSpec()
     predictions: PredictionMonitorSpec = PredictionMonitorSpec()
+    completeness: CompletenessSpec = CompletenessSpec()  # issue 14: partial days
     slos: list[Slo] = []
     alerts: Alerts = Alerts()
     gate: GateSpec = GateSpec()

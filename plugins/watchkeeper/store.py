@@ -111,7 +111,7 @@ __all__ = [
 # The newest migration in migrations/versions. Kept as a constant so that opening an up-to-date
 # store is one query and never imports Alembic (the `watchkeeper gate` CLI must start fast); a
 # test checks it against Alembic's own view of the scripts.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 VERSION_TABLE = "watchkeeper_alembic_version"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 PARTITION_STATUSES = ("ok", "late", "missing", "unreadable", "empty")
@@ -342,11 +342,14 @@ class PartitionRecord(_Record):
     landed_at: datetime | None = None
     deadline: datetime | None = None
     lateness_hours: float | None = None
+    # The completeness judgment (watchkeeper.completeness.PartialDay.to_dict()); None when the
+    # day has no rows to judge.
+    partial: dict[str, Any] | None = None
 
     _kinds: ClassVar[dict[str, str]] = {
         "model": "key", "ds": "ds", "source": "text", "status": "status", "message": "text",
         "rows": "opt_int", "landed_at": "opt_dt", "deadline": "opt_dt",
-        "lateness_hours": "opt_float",
+        "lateness_hours": "opt_float", "partial": "opt_json_obj",
     }
     _label_fields: ClassVar[tuple[str, ...]] = ("model", "ds")
 
@@ -686,6 +689,8 @@ wk_partition = Table(
     Column("status", Text, nullable=False),
     Column("message", Text, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # none_as_null: "not judged" is SQL NULL on both backends, never the JSON text 'null'.
+    Column("partial", JSON(none_as_null=True)),
     PrimaryKeyConstraint("model", "ds", name="pk_wk_partition"),
 )
 
@@ -1344,6 +1349,14 @@ class Store:
         with self._read(f"reading wk_partition model={model}") as c:
             rows = c.execute(select(t).where(t.c.model == model).order_by(t.c.ds)).all()
         return [StoredPartition(**r._mapping) for r in rows]
+
+    def partition(self, model: str, ds: str) -> StoredPartition | None:
+        """The partition record of (model, ds), or None."""
+        day = check_ds(ds, "partition(ds)")
+        t = wk_partition
+        with self._read(f"reading wk_partition model={model} ds={day}") as c:
+            row = c.execute(select(t).where(t.c.model == model, t.c.ds == day)).first()
+        return None if row is None else StoredPartition(**row._mapping)
 
     def stage_results(self, model: str) -> list[StoredStage]:
         """All stage summaries of `model`, by day then stage."""

@@ -262,6 +262,10 @@ def day_findings(md: ModelData, ds: str) -> list[Finding]:
     if p is not None and p.status != "ok":
         sev = CRITICAL if p.status in ("missing", "unreadable", "empty") else WARNING
         out.append(Finding(sev, ds, f"partition {p.status}: {p.message}", day))
+    if p is not None and (p.partial or {}).get("partial") is True:
+        # issue 14: incomplete data, reported as such; its drift and monitors are not alerted
+        out.append(Finding(WARNING, ds, f"{p.partial['reason']} (drift, skew and prediction "
+                                        "monitors computed, not alerted)", f"{day}#partition"))
     for stage, s in sorted((md.stages.get(ds) or {}).items()):
         if s.error and s.error.startswith("configuration error"):
             out.append(Finding(CRITICAL, ds, f"{stage} suite: {s.error}", day))

@@ -688,7 +688,8 @@ def _days_table(md: dmod.ModelData, root: Path, cutoff: str | None) -> str:
             day_cell = h(d)
         rows.append([
             day_cell,
-            h(p.status if p else "–"),
+            h((p.status + (" · partial" if (p.partial or {}).get("partial") is True else ""))
+              if p else "–"),
             _stage_cell(stages.get("ingestion")), _stage_cell(stages.get("features")),
             pct(dq.value) if dq else "–",
             ("ok" if fresh.good else "LATE" if fresh.good is False else "?") if fresh else "–",
@@ -768,6 +769,28 @@ def _family_section(fam: str, metrics: list[Any], root: Path, model: str, ds: st
     return "".join(out)
 
 
+def _completeness_html(record: dict | None) -> str:
+    """The day's completeness judgment under its partition (issue 14)."""
+    if not record:
+        return ""
+    verdict = {True: badge("fail", "partial day"), False: badge("ok", "complete")}.get(
+        record.get("partial"), badge("inconclusive", "not judged"))
+    facts = [("rows", num(record.get("rows"))), ("expected rows", num(record.get("expected"))),
+             ("basis", h(record.get("basis") or "–")),
+             ("events", h(f"{record.get('first_event') or '–'} – {record.get('last_event') or '–'}")),
+             ("share of a usual day's traffic covered", pct(record.get("covered_share"))
+              if record.get("covered_share") is not None else "–"),
+             ("partial below", pct(record.get("fraction"), 0))]
+    note = ('<p>A partial day is judged as incomplete data, not as a shift: its drift, skew, '
+            'prediction and coverage results below are computed and stored with what they '
+            'would have alerted (<code>would_alert</code>), but nothing alerts on them, its '
+            'feature_drift and prediction_stability SLIs count in neither good nor total, and '
+            'it is left out of later days\' drift window and stagnation history.</p>'
+            if record.get("partial") is True else "")
+    return (f'<p id="completeness">{verdict} {h(record.get("reason"))}</p>'
+            + table(["", ""], [[h(k), v] for k, v in facts]) + note)
+
+
 def render_day_page(
 md: dmod.ModelData, ds: str, root: Path, now: datetime,
                     history_day: dict | None) -> str:
@@ -794,7 +817,8 @@ md: dmod.ModelData, ds: str, root: Path, now: datetime,
             ["status", "rows", "landed", "deadline", "lateness (h)", "source", "message"],
             [[h(p.status), num(p.rows), h(p.landed_at.isoformat() if p.landed_at else "–"),
               h(p.deadline.isoformat() if p.deadline else "–"), num(p.lateness_hours),
-              h(p.source), h(p.message)]], num_cols=(1, 4), long_cols=(5, 6)))
+              h(p.source), h(p.message)]], num_cols=(1, 4), long_cols=(5, 6))
+            + _completeness_html(p.partial))
     stages = md.stages.get(ds) or {}
     if stages:
         rows = [[h(st), _stage_cell(s), num(s.row_count), h(s.error or "")]
@@ -848,7 +872,8 @@ md: dmod.ModelData, ds: str, root: Path, now: datetime,
                         + _family_section(fam, metrics, root, md.name, ds))
     # Keys other stages add to the day's history object: shown as they come, unless the
     # section above already shows the same records.
-    shown = {"ds", "stages", "slis", "drift", "skew", "predictions", "coverage", "quality"}
+    shown = {"ds", "stages", "slis", "drift", "skew", "predictions", "coverage", "quality",
+             "partial"}
     for k, v in (history_day or {}).items():
         if k not in shown:
             body.append(f"<h2>{h(k)}</h2>{render_value(v)}")
