@@ -151,11 +151,18 @@ def recent_decisions(store, model: str, limit: int = 5) -> list[dict]:
 
 
 def acceptances(store, model: str) -> list[accmod.Acceptance]:
-    """Every stored acceptance of `model` with its revocation applied, oldest first. A corrupt
+    """Every stored acceptance of `model` with its revocation applied, oldest first."""
+    return fold_acceptances(store.events(model, kinds=[ACCEPTANCE, ACCEPTANCE_REVOKED]))
+
+
+def fold_acceptances(events) -> list[accmod.Acceptance]:
+    """Acceptances from wk_event rows (other kinds are ignored), revocations applied. A corrupt
     row is skipped (logged): it must neither silence nor un-silence a feature by accident."""
     made: dict[str, accmod.Acceptance] = {}
     revoked: dict[str, dict] = {}
-    for e in store.events(model, kinds=[ACCEPTANCE, ACCEPTANCE_REVOKED]):
+    for e in events:
+        if e.kind not in (ACCEPTANCE, ACCEPTANCE_REVOKED):
+            continue
         if e.kind == ACCEPTANCE:
             try:
                 made[e.subject] = accmod.Acceptance.from_dict(e.payload)
