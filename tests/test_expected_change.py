@@ -83,10 +83,13 @@ def shop(tmp_path, monkeypatch):
     monkeypatch.setenv("WATCHKEEPER_MODELS_DIR", str(models))
     monkeypatch.setenv("WATCHKEEPER_EVIDENTLY_PAGES", "on_finding")
 
-    def stage(n: int) -> None:
+    def stage(n: int, eu_only: bool = False) -> None:
         rng = np.random.default_rng(100 + n)
-        _frame(rng, ROWS, day(n), price=120.0 if n >= 5 else 100.0,
-               qty=9.0 if n == 12 else 5.0).to_parquet(data / f"ds={day(n)}.parquet")
+        frame = _frame(rng, ROWS, day(n), price=120.0 if n >= 5 and not eu_only else 100.0,
+                       qty=9.0 if n == 12 else 5.0)
+        if eu_only and n >= 5:  # the new pricing applies in the EU only
+            frame.loc[frame["region"] == "EU", "price"] += 20.0
+        frame.to_parquet(data / f"ds={day(n)}.parquet")
 
     return stage
 
@@ -248,6 +251,42 @@ def test_accepted_change_is_measured_against_its_window_and_reopens_todays_gate_
     # a second revocation is refused with the reason
     r = _accept_cli("shop", "--revoke", second.id, "--as-of", day(16))
     assert r.returncode == 2 and "already revoked on" in r.stderr
+
+
+def test_a_segment_acceptance_takes_over_only_that_segments_rows(shop):
+    from watchkeeper import analysis, gatekeeper
+    from watchkeeper.spec import get_spec
+    from watchkeeper.store import open_store
+
+    for n in range(3, 8):
+        shop(n, eu_only=True)
+        _run("shop", day(n))
+    assert _rows("shop", "skew", day(7))["price|region=EU"]["drifted"] is True
+    a = gatekeeper.accept("shop", feature="price", segment="region=EU", since=day(5),
+                          as_of=day(7), reason="EU pricing", by="ann").acceptance
+    shop(8, eu_only=True)
+    _run("shop", day(8))
+    before = _rows("shop", "skew", day(7))
+    for kind in ("skew", "drift"):
+        rows = _rows("shop", kind, day(8))
+        assert set(rows) == set(before)  # the same comparisons, none twice
+        assert rows["price|region=EU"]["reference"] == a.label
+        assert rows["price|region=EU"]["drifted"] is False, (kind, rows["price|region=EU"])
+        assert rows["price|region=US"]["reference"] == ("training" if kind == "skew" else "window")
+        assert rows["price"]["reference"] == rows["price|region=US"]["reference"]
+        assert rows["__dataset__"]["references"][0]["segment"] == {"region": "EU"}
+    # the whole-batch price row is not what was accepted: it still skews, and is not excused
+    assert _rows("shop", "skew", day(8))["price"]["drifted"] is True
+    assert _sli("shop", day(8)).good is False
+    from watchkeeper import budgets
+
+    snap = {s.slo: s for s in budgets.latest_snapshots(open_store(), "shop", day(8))}["feature-drift"]
+    assert snap.excused_days == 0
+    # mapped groups and one process agree on the merged verdicts
+    mapped = sorted((k, v.get("drifted"), v.get("reference")) for k, v in _rows("shop", "skew", day(8)).items())
+    analysis.analyze_drift(get_spec("shop"), day(8), open_store(), "skew")
+    assert sorted((k, v.get("drifted"), v.get("reference"))
+                  for k, v in _rows("shop", "skew", day(8)).items()) == mapped
 
 
 def test_cli_refuses_bad_input_with_the_field_and_why(shop, capsys):
