@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -192,6 +192,111 @@ class DriftPart:
     thresholds: dict
     window: list[str] | None
     version: str | None
+    # issue 14: which reference each row (subject) was measured against, rows stored but not
+    # alerted (subject -> why), the group's reference plans and the planner's notes
+    row_references: dict = field(default_factory=dict)
+    not_alerted: dict = field(default_factory=dict)
+    references: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+
+# ----- references (issue 14: expected change and seasonal features) ----------------------------
+
+
+def staged_days(spec: ModelSpec, before: str) -> list[str]:
+    """Days before `before` whose batch is staged (WATCHKEEPER_HOME/work/<model>/<day>/)."""
+    root = paths.home() / "work" / spec.name
+    if not root.is_dir():
+        return []
+    out = []
+    for p in root.iterdir():
+        if p.name >= before or not (p / "batch.parquet").exists():
+            continue
+        try:
+            date.fromisoformat(p.name)
+        except ValueError:
+            continue
+        out.append(p.name)
+    return sorted(out)
+
+
+def pick_references(spec: ModelSpec, ds: str, store, kind: str, version: str | None):
+    """Each feature's reference for the day, planned for every feature of the spec (the mapped
+    groups restrict it): (acceptance.ReferencePlans, the trailing clean window or None).
+
+    Accepted features are measured against their acceptance's window, seasonal features' drift
+    against the previous cycle, the rest against the usual reference (see watchkeeper.acceptance).
+    """
+    from watchkeeper import acceptance, gatekeeper
+
+    window = clean_window(spec, ds, store, version) if kind == "drift" else None
+    infos = [acceptance.FeatureInfo(f.name, f.season_days) for f in spec.features]
+    plans = acceptance.plan_references(
+        kind, ds, infos, gatekeeper.acceptances(store, spec.name), staged_days=staged_days(spec, ds),
+        clean_window=window, reference_days=spec.drift.reference_days)
+    return plans, window
+
+
+def _frames(spec: ModelSpec, days) -> "object":
+    import pandas as pd
+
+    frames = [f for d in days or () if (f := _batch(spec, d)) is not None]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _accepted_cache(spec: ModelSpec, plan) -> Path:
+    """Where an acceptance's prepared window lives: keyed by the acceptance, the spec's features
+    and segments, and the staged batches it was built from (a re-staged day re-prepares it)."""
+    from watchkeeper import monitor
+
+    files = []
+    for d in plan.days:
+        p = monitor.batch_path(spec.name, d)
+        st = p.stat() if p.exists() else None
+        files.append([d, st.st_mtime_ns if st else None, st.st_size if st else None])
+    raw = json.dumps([plan.acceptance, list(plan.features), files,
+                      [f.model_dump() for f in spec.features], spec.segments], sort_keys=True)
+    key = hashlib.sha256(raw.encode()).hexdigest()[:16]
+    return _state(spec.name) / f"accepted-{plan.acceptance}-{key}.pkl"
+
+
+def _reference_for(spec: ModelSpec, ds: str, plan, fspecs, rows_hint: int):
+    """The prepared reference of one plan, and where to save it after the compare (cached
+    references keep the nulls computed for new batch sizes), or None."""
+    from watchkeeper import drift
+
+    if plan.label == "training":
+        ref, _train, cache = skew_reference(spec, rows_hint)
+        return ref, cache
+    if plan.acceptance is not None:  # prepared once per acceptance and window, then cached
+        cache = _accepted_cache(spec, plan)
+        if cache.exists():
+            try:
+                return drift.PreparedReference.load(cache), cache
+            except drift.PreparedReferenceError as err:
+                log.warning("re-preparing the accepted window: %s", err)
+        ref = drift.prepare_reference(_frames(spec, plan.days), fspecs,
+                                      name=f"{spec.name}-{plan.label}", segments=spec.segments,
+                                      typical_batch_rows=rows_hint)
+        return ref, cache
+    name = f"{spec.name}-{ds}-window" if plan.label == "window" else \
+        f"{spec.name}-{ds}-seasonal-{plan.period}d"
+    frame = _frames(spec, plan.days)
+    ref = drift.prepare_reference(frame, fspecs, name=name,
+                                  segments=spec.segments if len(frame.columns) else (),
+                                  typical_batch_rows=rows_hint, n_bootstrap=DRIFT_BOOTSTRAP)
+    return ref, None
+
+
+def _row_subject(feature: str, segment) -> str:
+    from watchkeeper.drift import _jsonable
+
+    return _subject({"feature": feature, "segment": _jsonable(segment) if segment else None})
+
+
+def _in_segment(row, feature: str, col: str, value: str) -> bool:
+    return row.feature == feature and bool(row.segment) and len(row.segment) == 1 and \
+        col in row.segment and str(row.segment[col]) == value
 
 
 def parts_dir(model: str, ds: str, kind: str) -> Path:
@@ -204,10 +309,12 @@ def _group_name(index: int) -> str:
 
 def compare_part(spec: ModelSpec, ds: str, store, kind: str,
                  features: list[str] | None = None) -> DriftPart | dict:
-    """Compare the day's batch with its reference for one feature group (all features when None).
+    """Compare the day's batch with its references for one feature group (all features when
+    None): each feature against the reference `pick_references` chose for it, the comparisons of
+    the group joined under one multiplicity correction.
 
     Returns the part, or the dataset payload to store when there is nothing to compare."""
-    import pandas as pd
+    from dataclasses import replace
 
     from watchkeeper import drift, sources
 
@@ -215,37 +322,61 @@ def compare_part(spec: ModelSpec, ds: str, store, kind: str,
     if batch is None:
         return {"not_run": "no batch staged for this day"}
     version = _version(spec, batch)
-    fspecs = [f for f in _feature_specs(spec) if features is None or f.name in set(features)]
-    if kind == "skew":
+    day_plans, window = pick_references(spec, ds, store, kind, version)
+    if kind == "drift" and not window and all(p.usual for p in day_plans.plans):
+        return {"reference_empty": True, "model_version": version,
+                "note": "no clean day in the trailing window yet: nothing to compare with"}
+    plans = day_plans.restrict(features)
+    by_name = {f.name: f for f in _feature_specs(spec)}
+    claimed = plans.claimed_segments()
+    results, saves, notes, filtered = [], [], list(plans.notes), False
+    methods: dict = {}
+    thresholds: dict = {}
+    for plan in plans.plans:
         try:
-            ref, _train, skew_cache = skew_reference(spec, len(batch))
+            ref, save_to = _reference_for(spec, ds, plan, [by_name[n] for n in plan.features],
+                                          len(batch))
         except sources.SourceError as err:  # (chaos suite) reported, not a crash: see below
             return {"not_run": reference_unavailable(spec, err)}
-        window = None
-    else:
-        window = clean_window(spec, ds, store, version)
-        if not window:
-            return {"reference_empty": True, "model_version": version,
-                    "note": "no clean day in the trailing window yet: nothing to compare with"}
-        ref_frame = pd.concat([f for d in window if (f := _batch(spec, d)) is not None],
-                              ignore_index=True)
-        ref = drift.prepare_reference(ref_frame, fspecs, name=f"{spec.name}-{ds}-window",
-                                      segments=spec.segments, typical_batch_rows=len(batch),
-                                      n_bootstrap=DRIFT_BOOTSTRAP)
-    result = drift.compare(ref, batch, kind=kind, segments=spec.segments,
-                           min_segment_rows=spec.drift.min_segment_rows,
-                           daily_false_alarm_rate=spec.drift.daily_false_alarm_rate,
-                           features=features)
-    if kind == "skew":
+        res = drift.compare(ref, batch, kind=kind, segments=spec.segments,
+                            min_segment_rows=spec.drift.min_segment_rows,
+                            daily_false_alarm_rate=spec.drift.daily_false_alarm_rate,
+                            features=list(plan.features))
+        if save_to is not None:
+            saves.append((ref, save_to))
+        if plan.segment is None:  # each feature's method as settled by the reference it used
+            methods.update({k: v for k, v in ref.methods.items() if k in plan.features})
+            thresholds.update({k: v for k, v in ref.thresholds.items() if k in plan.features})
+        if plan.segment is not None:  # an accepted segment: only its own row comes from here
+            (feature,) = plan.features
+            keep = tuple(r for r in res.rows if _in_segment(r, feature, *plan.segment))
+            if not keep:
+                notes.append(f"{feature} [{plan.segment[0]}={plan.segment[1]}]: accepted "
+                             f"({plan.acceptance}) but the segment has too few rows to be "
+                             f"compared on its own (drift.min_segment_rows "
+                             f"{spec.drift.min_segment_rows})")
+            res, filtered = replace(res, rows=keep, problems=()), True
+        elif claimed:
+            keep = tuple(r for r in res.rows
+                         if not any(_in_segment(r, f, c, v) for f, c, v in claimed))
+            filtered = filtered or len(keep) != len(res.rows)
+            res = replace(res, rows=keep)
+        results.append(res)
+    result = results[0] if len(results) == 1 and not filtered else \
+        drift.merge_results(results, mixed_references=True)
+    for ref, target in saves:
         try:  # keep the nulls computed for this batch size for the next days
-            ref.save(skew_cache)
+            ref.save(target)
         except drift.DriftError as err:
-            log.warning("could not cache the skew reference: %s", err)
-    names = {f.name for f in fspecs}
+            log.warning("could not cache a prepared reference: %s", err)
     return DriftPart(kind=kind, features=features, result=result,
-                     methods={k: v for k, v in ref.methods.items() if k in names},
-                     thresholds={k: v for k, v in ref.thresholds.items() if k in names},
-                     window=window, version=version)
+                     methods=methods, thresholds=thresholds, window=window, version=version,
+                     row_references={_row_subject(r.feature, r.segment): plans.label_of(r.feature, r.segment)
+                                     for r in result.rows},
+                     not_alerted={_row_subject(r.feature, r.segment): why for r in result.rows
+                                  if (why := plans.not_alerted_reason(r.feature, r.segment))},
+                     references=[p.to_dict() for p in plans.plans],
+                     notes=notes)
 
 
 def analyze_drift_group(spec: ModelSpec, ds: str, store, kind: str, index: int,
@@ -316,16 +447,28 @@ def finish_drift(spec: ModelSpec, ds: str, store, kind: str, parts: list) -> dic
     if empty:  # no batch, or no clean window: the same for every group of the day
         _store_dataset(spec, ds, store, kind, empty[0])
         return {"kind": kind, **empty[0]}
-    result = parts[0].result if len(parts) == 1 else drift.merge_results([p.result for p in parts])
+    # Parts pickled before issue 14 carry no reference fields: they used the usual reference.
+    refs = [ref for p in parts for ref in getattr(p, "references", [])]
+    mixed = any(ref["label"] not in ("training", "window") for ref in refs)
+    result = parts[0].result if len(parts) == 1 else drift.merge_results(
+        [p.result for p in parts], mixed_references=mixed)
     window, version = parts[0].window, parts[0].version
     methods = {k: v for p in parts for k, v in p.methods.items()}
     thresholds = {k: v for p in parts for k, v in p.thresholds.items()}
+    usual = "training" if kind == "skew" else "window"
+    row_refs = {k: v for p in parts for k, v in getattr(p, "row_references", {}).items()}
+    quiet = {k: v for p in parts for k, v in getattr(p, "not_alerted", {}).items()}
     d = result.to_dict()
     suppressed = partial_reason(spec, ds, store)
     rows = []
     for r in d["rows"]:
         r["drifted_statistical"] = r["drifted"]
         r["drifted"] = bool(r["drifted"]) and bool(r["evidently_drifted"])
+        r["reference"] = row_refs.get(_subject(r), usual)
+        if (why := quiet.get(_subject(r))) is not None:
+            # measured and stored, never alerted (a seasonal feature's skew, an accepted
+            # feature whose window has no day yet): the verdicts above stay for the reader
+            r["not_alerted"], r["drifted"] = why, False
         if suppressed:
             _suppress(r, "drifted", suppressed)
         rows.append(r)
@@ -353,6 +496,20 @@ def finish_drift(spec: ModelSpec, ds: str, store, kind: str, parts: list) -> dic
     if suppressed:
         dataset.update(partial=True, suppressed=suppressed)
         dataset["would_alert"] = sorted({_subject(r) for r in rows if r["would_alert"]})
+    if mixed:  # issue 14: the references other than the usual one, and why they were chosen
+        seen: dict[tuple, dict] = {}
+        for ref in refs:
+            if ref["label"] in ("training", "window"):
+                continue
+            key = (ref["label"], json.dumps(ref["segment"], sort_keys=True), tuple(ref["days"] or ()))
+            if key in seen:
+                seen[key]["features"] = sorted(set(seen[key]["features"]) | set(ref["features"]))
+            else:
+                seen[key] = dict(ref)
+        dataset["references"] = list(seen.values())
+    extra = list(dict.fromkeys(n for p in parts for n in getattr(p, "notes", [])))
+    if extra:
+        dataset["notes"] = list(d["notes"]) + extra
     page = paths.day_report_dir(spec.name, ds) / f"{kind}.html"
     try:
         if not _render_pages(dataset["any_drift"]):
@@ -376,7 +533,9 @@ def finish_drift(spec: ModelSpec, ds: str, store, kind: str, parts: list) -> dic
             thresholds = {k: v for k, v in thresholds.items() if k not in pii}
         evidently_html.render_report(
             ref_frame, batch, shown, methods, page,
-            title=f"{spec.name} {ds}: {kind} ({'trailing clean days ' + ', '.join(window) if window else 'training set'})",
+            title=f"{spec.name} {ds}: {kind} ({'trailing clean days ' + ', '.join(window) if window else 'training set'})"
+                  + ("; accepted and seasonal features use their own references (see the stored "
+                     "numbers)" if mixed else ""),
             thresholds=thresholds)
         dataset["report"] = str(page.relative_to(paths.reports_dir()))
     except _Skipped:

@@ -154,6 +154,70 @@ def cmd_override(args) -> int:
     return 0
 
 
+# ----- accept (issue 14: expected change) ------------------------------------------------------
+
+
+def _acceptance_line(a, today: str) -> str:
+    until = a.until or "open-ended"
+    line = (f"{a.id}  {a.status(today):<13} {a.what:<28} since {a.since}  until {until:<10}  "
+            f"known {a.known_on} by {a.created_by}: {a.reason}")
+    if a.revoked_on:
+        line += f"  (revoked {a.revoked_on} by {a.revoked_by}" + \
+            (f": {a.revoke_reason})" if a.revoke_reason else ")")
+    return line
+
+
+def cmd_accept(args) -> int:
+    from watchkeeper import gatekeeper
+    from watchkeeper.acceptance import AcceptanceError
+    from watchkeeper.spec import get_spec
+
+    spec = get_spec(args.model)
+    today = gatekeeper.today(spec).isoformat()
+    store = _store()
+    if args.list:
+        items = gatekeeper.acceptances(store, spec.name)
+        if args.json:
+            _print_json({"model": spec.name, "as_of": today,
+                         "acceptances": [a.to_dict() | {"status": a.status(today)} for a in items]})
+        elif not items:
+            print(f"{spec.name}: no acceptances of expected change")
+        else:
+            for a in items:
+                print(_acceptance_line(a, today))
+        return 0
+    try:
+        if args.revoke:
+            out = gatekeeper.revoke_acceptance(spec.name, args.revoke, reason=args.reason,
+                                               as_of=args.as_of, by=args.by, store=store)
+        else:
+            if not args.feature:
+                raise CliError("accept: --feature is required (the feature whose change is "
+                               "expected), or use --list / --revoke ID")
+            out = gatekeeper.accept(spec.name, feature=args.feature, reason=args.reason,
+                                    segment=args.segment, since=args.since, until=args.until,
+                                    as_of=args.as_of, by=args.by, store=store)
+    except AcceptanceError as err:
+        raise CliError(str(err)) from None
+    if args.json:
+        _print_json(out.to_dict())
+        return 0
+    a = out.acceptance
+    if args.revoke:
+        print(f"acceptance {a.id} of {spec.name} revoked as of {a.revoked_on} by {a.revoked_by}: "
+              f"{a.what} is measured against its usual reference again")
+    else:
+        print(f"acceptance {a.id} stored for {spec.name}: {a.describe()}")
+        if out.closed_incidents is None:
+            print("  incidents: not closed (this build has no alerts.close_incidents); they "
+                  "close when the feature recovers")
+        else:
+            print(f"  incidents closed: {', '.join(out.closed_incidents) or 'none open'}")
+    for ds, known in out.reevaluated:
+        print(f"  budgets of {ds} re-evaluated as known on {known}")
+    return 0
+
+
 def _bar(remaining, width: int = 20) -> str:
     if remaining is None:
         return "[" + "?" * width + "]"
@@ -503,6 +567,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--by", help="who opens it (default: the OS user)")
     c.add_argument("--scope", choices=["model", "features"], default="model")
     c.set_defaults(func=cmd_override)
+
+    c = sub.add_parser("accept", help="accept a feature's change as the new normal (audited); "
+                                      "--list shows acceptances, --revoke ID ends one")
+    c.add_argument("model")
+    c.add_argument("--feature", help="the feature whose new distribution is expected")
+    c.add_argument("--segment", help="only this segment's rows: COLUMN=VALUE (a segment column)")
+    c.add_argument("--reason", help="why the change is expected (required; with --revoke: why it ends)")
+    c.add_argument("--until", help="last day it applies, YYYY-MM-DD inclusive (default: open-ended)")
+    c.add_argument("--since", help="first day of the new normal (default: the onset of the "
+                                   "feature's open drift/skew incident, else the acceptance day)")
+    c.add_argument("--as-of", dest="as_of", help="the day it becomes known (default: today in the "
+                                                 "model's timezone); runs as of earlier days never see it")
+    c.add_argument("--by", help="who accepts (default: the OS user), for the audit trail")
+    c.add_argument("--list", action="store_true", help="list the model's acceptances")
+    c.add_argument("--revoke", metavar="ID", help="revoke the acceptance ID as of --as-of / today")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_accept)
 
     c = sub.add_parser("status", help="SLO budgets, burn rates, gates, overrides, recent decisions")
     c.add_argument("model", nargs="?")

@@ -1423,12 +1423,15 @@ def _finish(kind: str, reference_name: str, rows: list[DriftRow], problems: list
         reference_empty=reference_empty)
 
 
-def merge_results(results: Iterable[DriftResult]) -> DriftResult:
+def merge_results(results: Iterable[DriftResult], *, mixed_references: bool = False) -> DriftResult:
     """Join the results of feature-group compares (mapped tasks) into one day's result.
 
     The multiplicity correction is applied again over the union of comparisons, so the merged
     verdicts equal those of a single compare() over all features. Groups must share kind,
-    reference, batch, rate and correction.
+    reference, batch, rate and correction. ``mixed_references=True`` joins compares of the same
+    batch against different references (features measured against an accepted window or the
+    previous season, issue 14): the day stays one family of comparisons, and the merged
+    ``reference_name`` lists every reference once (" + ").
     """
     results = list(results)
     if not results:
@@ -1437,8 +1440,10 @@ def merge_results(results: Iterable[DriftResult]) -> DriftResult:
         if not isinstance(r, DriftResult):
             raise DriftInputError(f"merge_results: expected DriftResult, got {type(r).__name__}")
     first = results[0]
+    checked = ("kind", "n_current", "daily_false_alarm_rate", "correction") if mixed_references \
+        else ("kind", "reference_name", "n_current", "daily_false_alarm_rate", "correction")
     for i, r in enumerate(results[1:], start=1):
-        for fld in ("kind", "reference_name", "n_current", "daily_false_alarm_rate", "correction"):
+        for fld in checked:
             if getattr(r, fld) != getattr(first, fld):
                 raise DriftInputError(
                     f"merge_results: result {i} has {fld}={getattr(r, fld)!r} but result 0 has "
@@ -1454,7 +1459,10 @@ def merge_results(results: Iterable[DriftResult]) -> DriftResult:
     rows = [row for r in results for row in r.rows]
     problems = [p for r in results for p in r.problems]
     notes = [n for r in results for n in r.notes]
-    return _finish(first.kind, first.reference_name, rows, problems, notes, first.n_current,
+    name = first.reference_name
+    if mixed_references:
+        name = " + ".join(dict.fromkeys(n for r in results for n in r.reference_name.split(" + ")))
+    return _finish(first.kind, name, rows, problems, notes, first.n_current,
                    max(r.n_reference for r in results), first.daily_false_alarm_rate,
                    first.correction, reference_empty=all(r.reference_empty for r in results))
 

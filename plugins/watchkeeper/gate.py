@@ -25,6 +25,12 @@ inconclusive one follows `policy.inconclusive_means` (default "closed"); an acti
 override for the same model and scope turns a closed or inconclusive decision into an effective
 open, and is named in the decision whenever it is active. Expired overrides are ignored.
 
+Accepted expected change (issue 14) does not open a gate by itself: the budgets already count
+the drifted days it covers as good. Every decision whose gating SLOs it affected names it under
+`acceptances` (and in the verdict): the acceptances known as of `as_of` that excused days in a
+gating snapshot or whose since..until overlaps the window of a gating feature_drift SLO (whose
+drift and skew were measured against the accepted window).
+
 The evaluation date `as_of` is the CLI's --as-of or today (the caller decides; nothing here reads
 the clock).
 """
@@ -35,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
+from watchkeeper.acceptance import Acceptance
 from watchkeeper.slo import GATE_SCOPES, BudgetSnapshot, SloDef, SloError, parse_ds
 
 __all__ = [
@@ -50,6 +57,9 @@ __all__ = [
 
 Decision = Literal["open", "closed", "inconclusive"]
 DECISION_KEYS = ("model", "scope", "decision", "reasons", "evaluated_at", "data_as_of", "override")
+# to_json_dict() also carries effective, as_of, exit_code, verdict, inconclusive_means,
+# store_error, notes and (issue 14) acceptances
+FEATURE_DRIFT = "feature_drift"  # the SLI accepted change affects (watchkeeper.budgets)
 
 
 class GateError(ValueError):
@@ -189,6 +199,9 @@ class GateDecision:
     inconclusive_means: Literal["closed", "open"] = "closed"
     store_error: str | None = None
     notes: list[str] = field(default_factory=list)
+    # issue 14: accepted expected change affecting the gating SLOs (id, feature, segment, reason,
+    # since, until, created_by, known_on, excused_days)
+    acceptances: list[dict[str, Any]] = field(default_factory=list)
 
     def exit_code(self) -> int:
         """0 open (or effective open after policy or override), 1 closed, 2 inconclusive."""
@@ -223,6 +236,16 @@ class GateDecision:
                 f"INCONCLUSIVE: cannot tell whether {self.model} may ship {when}; the policy treats "
                 f"that as {self.inconclusive_means}. {cause}"
             )
+        if self.acceptances:
+            listed = "; ".join(
+                f"{a['feature']}" + (f" [{', '.join(f'{k}={v}' for k, v in a['segment'].items())}]"
+                                     if a.get("segment") else "")
+                + f" since {a['since']}, " + (f"until {a['until']}" if a.get("until") else "open-ended")
+                + f" (by {a['created_by']}: {a['reason']!r}"
+                + (f"; {a['excused_days']} drifted day{'s' if a['excused_days'] != 1 else ''} excused"
+                   if a.get("excused_days") else "") + ")"
+                for a in self.acceptances)
+            text += f" Accepted expected change: {listed}."
         o = self.override
         if o is not None and self.decision != "open":
             text = (
@@ -250,6 +273,7 @@ class GateDecision:
             "inconclusive_means": self.inconclusive_means,
             "store_error": self.store_error,
             "notes": list(self.notes),
+            "acceptances": [dict(a) for a in self.acceptances],
         }
 
 
@@ -302,6 +326,9 @@ def _judge(
     )
     if snap.alert == "ticket":
         text += "; ticket-level burn, not blocking"
+    if snap.excused_days:
+        text += (f"; {snap.excused_days} drifted day{'s' if snap.excused_days != 1 else ''} "
+                 f"excused by accepted expected change ({', '.join(sorted(snap.excused_by))})")
     return "open", text + "."
 
 
@@ -316,6 +343,7 @@ def decide(
     as_of: date | str,
     overrides: list[Override],
     store_error: str | None = None,
+    acceptances: list[Acceptance] | tuple[Acceptance, ...] = (),
 ) -> GateDecision:
     """Decide whether `model` may ship in `scope` on `as_of`.
 
@@ -338,6 +366,9 @@ def decide(
     for o in overrides:
         if not isinstance(o, Override):
             raise GateError(f"gate for {model!r}: expected Override values, got {type(o).__name__}")
+    for a in acceptances:
+        if not isinstance(a, Acceptance):
+            raise GateError(f"gate for {model!r}: expected Acceptance values, got {type(a).__name__}")
     gating = [s for s in slos if scope in s.gates]
     names = [s.name for s in slos]
     if len(set(names)) != len(names):
@@ -374,10 +405,16 @@ def decide(
                 "data_as_of": snap.data_as_of if snap else None,
                 "snapshot_ds": snap.ds if snap else None,
                 "mature_days": snap.mature_days if snap else None,
+                "excused_days": snap.excused_days if snap else 0,
                 "verdict": verdict,
                 "text": text,
             }
         )
+    affecting = _affecting(model, gating, newest, acceptances, as_of_day)
+    for r in reasons:
+        ids = [a["id"] for a in affecting if r["slo"] in a["slos"]]
+        if ids:
+            r["acceptances"] = ids
 
     notes: list[str] = []
     verdicts = {r["verdict"] for r in reasons}
@@ -424,4 +461,31 @@ def decide(
         inconclusive_means=policy.inconclusive_means,
         store_error=store_error,
         notes=notes,
+        acceptances=affecting,
     )
+
+
+def _affecting(model: str, gating: list[SloDef], newest: dict[str, BudgetSnapshot],
+               acceptances, as_of: date) -> list[dict[str, Any]]:
+    """The acceptances known as of `as_of` that affected a gating SLO: they excused days in its
+    snapshot, or (feature_drift SLOs) their since..until overlaps the snapshot's window."""
+    day = as_of.isoformat()
+    out = []
+    for a in acceptances:
+        if a.model != model or not a.known_as_of(day):
+            continue
+        slos, excused = [], 0
+        for slo in gating:
+            snap = newest.get(slo.name)
+            if snap is None:
+                continue
+            n = snap.excused_by.get(a.id, 0)
+            if n or (slo.sli == FEATURE_DRIFT and a.overlaps(snap.window_start, snap.ds)):
+                slos.append(slo.name)
+                excused = max(excused, n)
+        if slos:
+            d = a.to_dict()
+            out.append({k: d[k] for k in ("id", "feature", "segment", "reason", "since", "until",
+                                          "created_by", "known_on")}
+                       | {"excused_days": excused, "slos": slos})
+    return out

@@ -385,9 +385,18 @@ def _analysis_slis(spec: ModelSpec, ds: str, store) -> list:
     from watchkeeper.completeness import is_partial
     from watchkeeper.store import SliRecord
 
+    day = {family: store.metrics(spec.name, family, since=ds, until=ds)
+           for family in ("prediction", "drift", "skew")}
+
     def dataset(family):
-        return next((m.payload for m in store.metrics(spec.name, family, since=ds, until=ds)
-                     if m.subject == DATASET), None)
+        return next((m.payload for m in day[family] if m.subject == DATASET), None)
+
+    def drifted(family):
+        # What made the day bad, for budgets that excuse accepted change (issue 14): each drifted
+        # row's feature, segment and the reference it was measured against.
+        return [{"feature": m.payload.get("feature"), "segment": m.payload.get("segment") or None,
+                 "reference": m.payload.get("reference")}
+                for m in day[family] if m.subject != DATASET and m.payload.get("drifted")]
 
     out = []
     # A partial day (issue 14) is judged as incomplete data, not as stable or unstable: both
@@ -413,7 +422,9 @@ def _analysis_slis(spec: ModelSpec, ds: str, store) -> list:
                              value=max((d.get("share") or 0.0) for d in measured), good=not bad,
                              good_events=float(not bad), total_events=1.0,
                              details={"drift": (drift_d or {}).get("any_drift"),
-                                      "skew": (skew_d or {}).get("any_drift")}))
+                                      "skew": (skew_d or {}).get("any_drift"),
+                                      "drifted": {"drift": drifted("drift"),
+                                                  "skew": drifted("skew")}}))
     return out
 
 
@@ -422,7 +433,7 @@ def evaluate_budgets(spec: ModelSpec, ds: str, store) -> dict:
     from watchkeeper import budgets
 
     return {s.slo: {"remaining": s.budget_remaining, "alert": s.alert}
-            for s in budgets.evaluate(spec, ds, store)}
+            for s in budgets.evaluate_day(spec, ds, store)}
 
 
 def _objective(spec: ModelSpec, sli: str) -> float | None:

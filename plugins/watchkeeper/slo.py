@@ -308,6 +308,11 @@ class BudgetSnapshot:
     mature_days: int
     alert: Literal["page", "ticket"] | None
     data_as_of: str | None
+    # Issue 14: bad days in the window counted as good because an acceptance of expected change
+    # covered every drift on them, in all and per acceptance id (stored snapshots without these
+    # fields read back with the defaults).
+    excused_days: int = 0
+    excused_by: dict[str, int] = field(default_factory=dict)
 
     @property
     def budget_spent(self) -> bool:
@@ -325,6 +330,7 @@ class BudgetSnapshot:
             raise SnapshotError(f"budget snapshot: expected a mapping, got {type(data).__name__}")
         names = [f.name for f in fields(cls)]
         label = f"budget snapshot (slo={data.get('slo')!r}, ds={data.get('ds')!r})"
+        data = {"excused_days": 0, "excused_by": {}, **data}  # fields added after rows were stored
         missing = [n for n in names if n not in data]
         if missing:
             raise SnapshotError(f"{label}: missing field(s) {missing}")
@@ -347,9 +353,15 @@ class BudgetSnapshot:
             check(name, data[name] is None or _is_number(data[name]), "a number or null")
         for name in ("bad_days_3d", "mature_days"):
             check(name, _is_int(data[name]) and data[name] >= 0, "a whole number >= 0")
+        check("excused_days", _is_int(data["excused_days"]) and data["excused_days"] >= 0,
+              "a whole number >= 0")
+        check("excused_by", isinstance(data["excused_by"], dict) and all(
+            isinstance(k, str) and _is_int(v) and v >= 0 for k, v in data["excused_by"].items()),
+            "a mapping of acceptance id to a whole number of days")
         alert_ok = data["alert"] is None or data["alert"] in ALERT_LEVELS
         check("alert", alert_ok, f"one of {list(ALERT_LEVELS)} or null")
         values = {n: data[n] for n in names}
+        values["excused_by"] = dict(values["excused_by"])
         for name in ("total", "bad", "allowed_bad"):
             values[name] = float(values[name])
         for name in ("budget_remaining", "burn_1d", "burn_3d", "burn_7d"):

@@ -162,6 +162,28 @@ class Feature(_Strict):
     pii: bool = False
     drift_method: str | None = None
     drift_threshold: float | None = None
+    # ----- expected change (issue 14): seasonal features ---------------------------------------
+    seasonal: Literal["weekly", "yearly"] | int | None = Field(
+        default=None,
+        description="the feature follows a cycle (weekly = 7 days, yearly = 365, or a period in "
+        "days): drift compares each day with the same days of the previous cycle (ds - period "
+        "+- drift.reference_days/2) when at least half of them are staged, else with the trailing "
+        "window; skew against the training set is stored but not alerted and does not make the "
+        "feature_drift SLI bad")
+
+    @field_validator("seasonal")
+    @classmethod
+    def _period(cls, v):
+        if isinstance(v, bool) or (isinstance(v, int) and v < 2):
+            raise ValueError(f"seasonal: use weekly, yearly or a period of at least 2 days, got {v!r}")
+        return v
+
+    @property
+    def season_days(self) -> int | None:
+        """The cycle's length in days (None: not seasonal)."""
+        if self.seasonal is None:
+            return None
+        return {"weekly": 7, "yearly": 365}.get(self.seasonal, self.seasonal)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _bounds_order(self):
@@ -471,6 +493,13 @@ class ModelSpec(_Strict):
             raise ValueError("prediction.label (the predicted value) is required for regression")
         if self.task == "ranking" and not (self.prediction.score and self.prediction.query_group):
             raise ValueError("prediction.score and prediction.query_group are required for ranking")
+        half = self.drift.reference_days // 2
+        for f in self.features:  # issue 14: the previous cycle's days must all lie before ds
+            if f.season_days is not None and f.season_days <= half:
+                raise ValueError(
+                    f"feature {f.name!r}: seasonal period {f.season_days} days is not longer than "
+                    f"half the drift window (drift.reference_days {self.drift.reference_days} // 2 = "
+                    f"{half}); the previous cycle's days would reach the day itself")
         slo_names = [s.name for s in self.slos]
         if len(set(slo_names)) != len(slo_names):
             raise ValueError("SLO names must be unique")

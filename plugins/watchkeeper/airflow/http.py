@@ -11,6 +11,14 @@ cannot name anyone else), and needs the right to edit the model's deploy DAG (`<
 in Airflow's auth manager: a viewer may ask the gate, not open it. 201 with the override; 400 when
 refused (no reason, an expiry not in the future); 403 without that right; 404 unknown model.
 
+POST /watchkeeper/models/{model}/acceptances {"feature": ..., "reason": ..., "segment": "COL=VALUE",
+"since": day, "until": day} accepts a feature's change as the new normal (`watchkeeper accept`):
+recorded as made by the authenticated user (no `by` in the body), known on today in the model's
+timezone, with the same edit right as the override; 201 with the acceptance (and the incidents
+closed, the budgets re-evaluated); 400 when refused (unknown feature, a column that is not a
+segment, no reason, until before since, ...); 403 without that right; 404 unknown model.
+GET /watchkeeper/models/{model}/acceptances lists them (active and past) for any signed-in user.
+
 GET /watchkeeper/reports/{path} serves the reports site (WATCHKEEPER_HOME/reports) to signed-in
 users; a path that resolves outside that folder is refused (403).
 """
@@ -48,6 +56,15 @@ def gate(model: str, user: GetUserDep, scope: Literal["model", "features"] = "mo
     return JSONResponse(body, status_code=code)
 
 
+def _may_edit(model: str, user) -> bool:
+    """The right the override and the acceptance need: edit access to `<model>_deploy`."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    return get_auth_manager().is_authorized_dag(method="PUT", details=DagDetails(id=f"{model}_deploy"),
+                                                user=user)
+
+
 class OverrideRequest(BaseModel):
     # No `by` field: who made the override is the authenticated user, never a claim of the body.
     model_config = ConfigDict(extra="forbid")
@@ -60,9 +77,6 @@ class OverrideRequest(BaseModel):
 @app.post("/gates/{model}/override", status_code=201,
           dependencies=[Depends(requires_authenticated())])
 def override(model: str, body: OverrideRequest, user: GetUserDep) -> JSONResponse:
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
-
     from watchkeeper import gatekeeper
     from watchkeeper.gate import OverrideRefused
     from watchkeeper.spec import UnknownModel, get_spec
@@ -72,8 +86,7 @@ def override(model: str, body: OverrideRequest, user: GetUserDep) -> JSONRespons
     except UnknownModel as err:
         raise HTTPException(status_code=404, detail=str(err)) from None
     name = user.get_name()
-    if not get_auth_manager().is_authorized_dag(method="PUT", details=DagDetails(id=f"{model}_deploy"),
-                                                user=user):
+    if not _may_edit(model, user):
         raise HTTPException(status_code=403, detail=f"{name!r} may not override the gate of "
                                                     f"{model!r}: it needs edit access to the DAG "
                                                     f"{model}_deploy")
@@ -83,6 +96,58 @@ def override(model: str, body: OverrideRequest, user: GetUserDep) -> JSONRespons
     except OverrideRefused as err:
         raise HTTPException(status_code=400, detail=str(err)) from None
     return JSONResponse(o.to_dict(), status_code=201)
+
+
+class AcceptanceRequest(BaseModel):
+    # No `by` field: who accepted is the authenticated user, never a claim of the body; no
+    # `as_of` either: over HTTP an acceptance becomes known today.
+    model_config = ConfigDict(extra="forbid")
+
+    feature: str
+    reason: str
+    segment: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+
+@app.post("/models/{model}/acceptances", status_code=201,
+          dependencies=[Depends(requires_authenticated())])
+def create_acceptance(model: str, body: AcceptanceRequest, user: GetUserDep) -> JSONResponse:
+    from watchkeeper import gatekeeper
+    from watchkeeper.acceptance import AcceptanceError
+    from watchkeeper.spec import UnknownModel, get_spec
+
+    try:
+        get_spec(model)
+    except UnknownModel as err:
+        raise HTTPException(status_code=404, detail=str(err)) from None
+    name = user.get_name()
+    if not _may_edit(model, user):
+        raise HTTPException(status_code=403, detail=f"{name!r} may not accept expected change for "
+                                                    f"{model!r}: it needs edit access to the DAG "
+                                                    f"{model}_deploy")
+    try:
+        out = gatekeeper.accept(model, feature=body.feature, reason=body.reason,
+                                segment=body.segment, since=body.since, until=body.until, by=name)
+    except AcceptanceError as err:
+        raise HTTPException(status_code=400, detail=str(err)) from None
+    return JSONResponse(out.to_dict(), status_code=201)
+
+
+@app.get("/models/{model}/acceptances", dependencies=[Depends(requires_authenticated())])
+def list_acceptances(model: str) -> JSONResponse:
+    from watchkeeper import gatekeeper
+    from watchkeeper.spec import UnknownModel, get_spec
+    from watchkeeper.store import open_store
+
+    try:
+        spec = get_spec(model)
+    except UnknownModel as err:
+        raise HTTPException(status_code=404, detail=str(err)) from None
+    today = gatekeeper.today(spec).isoformat()
+    items = gatekeeper.acceptances(open_store(), model)
+    return JSONResponse({"model": model, "as_of": today,
+                         "acceptances": [a.to_dict() | {"status": a.status(today)} for a in items]})
 
 
 @app.get("/reports/{path:path}", dependencies=[Depends(requires_authenticated())])

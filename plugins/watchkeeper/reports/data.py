@@ -18,7 +18,7 @@ from watchkeeper.spec import ModelSpec
 
 # Metric families written by the pipeline (the store's `metrics(model, family)`).
 FAMILIES = ("drift", "skew", "prediction", "coverage", "quality", "estimate")
-EVENT_KINDS_ON_AXIS = ("deployment", "override", "silence")
+EVENT_KINDS_ON_AXIS = ("deployment", "override", "silence", "acceptance", "acceptance_revoked")
 
 # The subject under which the monitor stores a family's whole-batch summary (share drifted,
 # the Evidently page, the prediction monitors' overall alert, feature coverage).
@@ -82,10 +82,14 @@ class ModelData:
         out = []
         for e in self.events:
             if e.kind in EVENT_KINDS_ON_AXIS:
-                payload = e.payload or {}
-                detail = payload.get("version") or payload.get("reason") or e.subject
-                out.append({"ds": e.ds, "kind": e.kind, "label": f"{e.kind}: {detail}"})
+                out.append({"ds": e.ds, "kind": e.kind, "label": event_text(e)})
         return out
+
+    def acceptances(self):
+        """The model's acceptances of expected change (issue 14), revocations applied."""
+        from watchkeeper.gatekeeper import fold_acceptances
+
+        return fold_acceptances(self.events)
 
     def snapshot(self, slo: str, ds: str) -> dict | None:
         return self.budgets.get(slo, {}).get(ds)
@@ -94,6 +98,22 @@ class ModelData:
         per_day = self.budgets.get(slo, {})
         days = [d for d in per_day if as_of is None or d <= as_of]
         return per_day[max(days)] if days else None
+
+
+def event_text(e: Any) -> str:
+    """One line for an event on the time axis and in the day's findings."""
+    payload = e.payload if isinstance(e.payload, dict) else {}
+    if e.kind == "acceptance":
+        seg = payload.get("segment") or {}
+        what = str(payload.get("feature")) + "".join(f" [{k}={v}]" for k, v in seg.items())
+        return (f"acceptance {e.subject}: {what} accepted as expected change since "
+                f"{payload.get('since')}, {'until ' + str(payload['until']) if payload.get('until') else 'open-ended'}"
+                f" ({payload.get('reason')})")
+    if e.kind == "acceptance_revoked":
+        why = payload.get("revoke_reason")
+        return f"acceptance {e.subject} revoked by {payload.get('revoked_by')}" + (f": {why}" if why else "")
+    detail = payload.get("version") or payload.get("reason") or e.subject
+    return f"{e.kind}: {detail}"
 
 
 def load_model(spec: ModelSpec, store) -> ModelData:
@@ -311,9 +331,7 @@ def day_findings(md: ModelData, ds: str) -> list[Finding]:
             out.append(Finding(WARNING, ds, f"{fam}: {what} on the whole batch", link))
     for e in md.events_on(ds):
         if e.kind in EVENT_KINDS_ON_AXIS:
-            payload = e.payload or {}
-            detail = payload.get("version") or payload.get("reason") or e.subject
-            out.append(Finding(INFO, ds, f"{e.kind}: {detail}", day))
+            out.append(Finding(INFO, ds, event_text(e), day))
     for r in md.runs.get(ds, []):
         if r.state not in ("success", "skipped"):
             out.append(Finding(WARNING, ds, f"task {r.dag_id}.{r.task_id} {r.state}"

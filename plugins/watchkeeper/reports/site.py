@@ -186,7 +186,8 @@ def _gate(spec: ModelSpec, store, scope: str) -> dict[str, Any]:
         return {"decision": "inconclusive", "effective": "closed", "reasons": [],
                 "notes": [f"gate could not be asked: {type(err).__name__}: {err}"]}
     return {"decision": d.decision, "effective": d.effective, "reasons": d.reasons,
-            "notes": list(d.notes), "override": d.override, "as_of": d.as_of.isoformat()}
+            "notes": list(d.notes), "override": d.override, "as_of": d.as_of.isoformat(),
+            "acceptances": list(d.acceptances)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -535,10 +536,16 @@ def render_model_page(md: dmod.ModelData, root: Path, gate: dict[str, dict], now
             body.append(f'<p class="small">{h(scope)} · {h(r.get("slo"))}: {h(r.get("text") or r)}</p>')
         if g.get("override"):
             body.append(f'<p class="small sev2">override: {h(g["override"])}</p>')
+        for a in g.get("acceptances") or []:
+            body.append(f'<p class="small">{h(scope)} · accepted expected change {h(a["id"])} '
+                        f'({h(a["feature"])}) affects {h(", ".join(a.get("slos") or []))}'
+                        + (f'; {a["excused_days"]} drifted day(s) excused' if a.get("excused_days")
+                           else "") + "</p>")
         for note in g.get("notes") or []:
             body.append(f'<p class="small muted">{h(scope)} · note: {h(note)}</p>')
     body.append(table(["SLO", "SLI", "budget remaining", "burn 1d / 3d / 7d", "alert", "gates",
                        "as of"], _slo_rows(md)))
+    body.append('<h2 id="accepted">Accepted expected change</h2>' + _acceptances_table(md, now))
     body.append('<h2 id="now">What is wrong now</h2>')
     body.append(_findings_html(dmod.current_findings(md), "", root, spec.name))
     body.append('<h2 id="incidents">Incidents</h2>' + _incidents_table(md))
@@ -571,9 +578,10 @@ def render_model_page(md: dmod.ModelData, root: Path, gate: dict[str, dict], now
     decisions = [e for e in md.events if e.kind == "gate_decision"]
     if spec.candidate is not None or any(e.kind == "rollout_decision" for e in md.events):
         body.append(_rollout_section(md))  # issue 10
-    body.append('<h2 id="events">Deployments, overrides and silences</h2>'
+    body.append('<h2 id="events">Deployments, overrides, silences and acceptances</h2>'
                 '<p class="small muted">Marked on every time axis above (D deployment, '
-                f"O override, S silence). {len(decisions)} gate decision(s) audited.</p>"
+                f"O override, S silence, A acceptance or its revocation). {len(decisions)} gate "
+                "decision(s) audited.</p>"
                 + table(["day", "kind", "subject", "by", "at", "details"], ev_rows))
     body.append('<h2 id="days">Every day</h2>' + _days_table(md, root, cutoff))
     return page(f"{spec.name} · Watchkeeper", "\n".join(body), depth=1,
@@ -599,6 +607,35 @@ def _incidents_table(md: dmod.ModelData) -> str:
             f"held for {md.spec.alerts.resolve_after_days} day(s).</p>")
     return note + table(["opened", "onset", "kind", "subject", "severity", "status", "last seen",
                          "closed", "worst"], rows, long_cols=(8,)) + more
+
+
+def _acceptances_table(md: dmod.ModelData, now: datetime) -> str:
+    """Every acceptance of the model, newest first, with its status today (in the model's
+    timezone) and the drifted days it excuses in the newest feature_drift snapshots (issue 14)."""
+    items = md.acceptances()
+    if not items:
+        return ('<p class="muted">None. <code>watchkeeper accept MODEL --feature F --reason '
+                '...</code> makes a feature\'s new distribution its reference.</p>')
+    today = now.astimezone(md.spec.tz).date().isoformat()
+    excused: dict[str, int] = {}
+    for slo in md.spec.slos:
+        snap = md.latest_snapshot(slo.name) if slo.sli == "feature_drift" else None
+        for key, n in ((snap or {}).get("excused_by") or {}).items():
+            excused[key] = max(excused.get(key, 0), int(n))
+    rows = []
+    for a in sorted(items, key=lambda a: (a.known_on, a.created_at), reverse=True):
+        status = a.status(today)
+        if a.revoked_on:
+            status += f" ({a.revoked_on} by {a.revoked_by}" + \
+                (f": {a.revoke_reason})" if a.revoke_reason else ")")
+        rows.append([h(a.id), h(a.what), h(a.since), h(a.until or "open-ended"), h(a.known_on),
+                     h(a.created_by), h(a.reason), h(status), str(excused.get(a.id, 0))])
+    return ('<p class="small muted">Skew and drift of an accepted feature are measured against '
+            "its accepted window (the staged days since..known on) while it is active; drifted "
+            "days it covers count as good in budgets evaluated from its known-on day. Marked A on "
+            "the time axes.</p>"
+            + table(["id", "feature", "since", "until", "known on", "by", "reason", "status",
+                     "days excused"], rows, num_cols=[8], long_cols=[6]))
 
 
 # ---- shadow and canary rollouts (issue 10) ----------------------------------------------------
