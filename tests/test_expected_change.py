@@ -153,7 +153,8 @@ def test_accepted_change_is_measured_against_its_window_and_reopens_todays_gate_
                     "--as-of", day(10), "--by", "pricing-lead", "--reason", "new pricing from March 6")
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"budgets of {day(9)} re-evaluated as known on {day(10)}" in r.stdout
-    assert "incidents: not closed" in r.stdout  # this branch has no alerts.close_incidents yet
+    # no alert task ran in this scenario, so no incident of price is open to close
+    assert "incidents closed: none open" in r.stdout
     from watchkeeper import gatekeeper
     from watchkeeper.store import open_store
 
@@ -382,9 +383,6 @@ def test_a_late_run_of_yesterday_does_not_hide_an_acceptance_from_todays_gate(sh
             [{k: v for k, v in r.items() if k not in drop} for r in dump[table]], table
 
 
-@pytest.mark.skipif(not hasattr(__import__("watchkeeper.alerts").alerts, "close_incidents"),
-                    reason="TO BE COMPLETED BY THE LEAD after merging the incidents branch: "
-                           "alerts.close_incidents does not exist on branch `accept` yet")
 def test_accepting_closes_the_features_drift_and_skew_incidents(shop):
     """After the merge: open a skew incident for price through the real alerts path, accept, and
     the incident is closed by one closing message; qty's incident stays open."""
@@ -398,9 +396,18 @@ def test_accepting_closes_the_features_drift_and_skew_incidents(shop):
         day_alerts.raise_for(get_spec("shop"), day(n), open_store(), "monitor")
     store = open_store()
     assert alerts.thread_key("shop", "skew", "price") in alerts.open_incidents(store, "shop", day(6))
+    open_before = alerts.open_incidents(store, "shop", day(6))
     out = gatekeeper.accept("shop", feature="price", reason="new pricing", as_of=day(7), by="ann")
-    assert out.closed_incidents, out
-    assert alerts.thread_key("shop", "skew", "price") not in alerts.open_incidents(store, "shop", day(7))
+    closing = [r for r in store.outbox("shop") if r.dedupe_key in set(out.closed_incidents)]
+    assert closing and all(r.closes_thread and r.kind == "recovery" for r in closing), closing
+    assert {r.thread_key for r in closing} == {k for k in open_before
+                                               if k.split(":")[1] in ("drift", "skew")
+                                               and k.endswith(":price")}
+    assert all("new pricing" in r.text and "ann" in r.text for r in closing)
+    after = alerts.open_incidents(store, "shop", day(7))
+    assert alerts.thread_key("shop", "skew", "price") not in after
+    # every other open incident is untouched
+    assert {k for k in open_before if not k.endswith(":price")} <= set(after)
 
 
 @pytest.fixture

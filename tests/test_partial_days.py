@@ -79,7 +79,10 @@ def _rows(family: str, ds: str) -> list[dict]:
 def _outbox_kinds(ds: str) -> set[str]:
     outbox = paths.home() / "alerts" / "outbox.jsonl"
     lines = [json.loads(x) for x in outbox.read_text().splitlines()] if outbox.exists() else []
-    return {m["kind"] for m in lines if m["ds"] == ds}
+    # a group message carries several incidents' announcements: count its members' kinds
+    return {k for m in lines if m["ds"] == ds
+            for k in ([x["kind"] for x in m["facts"]["members"]] if m["kind"] == "group"
+                      else [m["kind"]])}
 
 
 def _snapshot(slo: str, ds: str):

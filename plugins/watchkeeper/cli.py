@@ -208,11 +208,7 @@ def cmd_accept(args) -> int:
               f"{a.what} is measured against its usual reference again")
     else:
         print(f"acceptance {a.id} stored for {spec.name}: {a.describe()}")
-        if out.closed_incidents is None:
-            print("  incidents: not closed (this build has no alerts.close_incidents); they "
-                  "close when the feature recovers")
-        else:
-            print(f"  incidents closed: {', '.join(out.closed_incidents) or 'none open'}")
+        print(f"  incidents closed: {', '.join(out.closed_incidents or []) or 'none open'}")
     for ds, known in out.reevaluated:
         print(f"  budgets of {ds} re-evaluated as known on {known}")
     return 0

@@ -48,6 +48,13 @@ def monitor_findings(spec: ModelSpec, ds: str, store):
         am.PredictionFinding(monitor=p.get("name"), alert=bool(p.get("alert")), value=p.get("value"),
                              baseline=p.get("baseline"), lower=p.get("lower"), upper=p.get("upper"),
                              message=p.get("message") or "") for p in preds]
+    from watchkeeper.completeness import is_partial
+
+    if part is not None and is_partial(getattr(part, "partial", None)):
+        # A partial day's distributions are stored, not judged (README "Partial days"): it
+        # neither continues nor clears a drift or prediction incident.
+        drift = {"drift": None, "skew": None}
+        predictions = None
     return am.DayFindings(expectations=exp, stages_checked=stages or None, drift=drift["drift"],
                           skew=drift["skew"], predictions=predictions, freshness=fresh,
                           budgets=_budgets(spec, ds, store), gate=_gate_transition(spec, ds, store))

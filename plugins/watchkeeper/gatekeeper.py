@@ -196,27 +196,22 @@ def incident_onset(store, spec: ModelSpec, feature: str, as_of: str) -> str | No
 
 
 def close_feature_incidents(store, spec: ModelSpec, ds: str, feature: str, *, reason: str,
-                            by: str) -> list[str] | None:
-    """Close the feature's open drift and skew incidents through
-    `watchkeeper.alerts.close_incidents` (the incidents part, issue 14). None when this build's
-    alerts module has no such function yet: nothing is closed and the caller says so."""
+                            by: str) -> list[str]:
+    """Close the feature's open drift and skew incidents (one closing message each, in its
+    thread): the change they were about is accepted as the new normal."""
     from watchkeeper import alerts
 
-    close = getattr(alerts, "close_incidents", None)
-    if close is None:
-        log.warning("alerts.close_incidents is not available: the incidents of %s stay open "
-                    "until they recover", feature)
-        return None
     closed: list[str] = []
     for kind in ("drift", "skew"):
-        closed += list(close(store, spec, ds, kind=kind, subject=feature, reason=reason, by=by))
+        closed += list(alerts.close_incidents(store, spec, ds, kind=kind, subject=feature,
+                                              reason=reason, by=by))
     return closed
 
 
 @dataclass
 class AcceptOutcome:
-    """What `watchkeeper accept` did: the acceptance, the incidents closed (None: this build
-    cannot close incidents), and the budget snapshots re-evaluated ((ds, known_on) pairs)."""
+    """What `watchkeeper accept` did: the acceptance, the closing messages of the incidents it
+    closed (their outbox keys), and the budget snapshots re-evaluated ((ds, known_on) pairs)."""
 
     acceptance: accmod.Acceptance
     closed_incidents: list[str] | None = None
