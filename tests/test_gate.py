@@ -104,7 +104,8 @@ def test_closed_by_page_burn_with_budget_left():
 
 
 def test_ticket_does_not_block():
-    fresh = [SliPoint(day(i), good=i != 0) for i in range(28)]  # one noisy day today
+    # two noisy days in a week (today and 5 days ago): a ticket (one alone would not ticket)
+    fresh = [SliPoint(day(i), good=i not in (0, 5)) for i in range(28)]
     d = run(snapshots({"freshness": fresh}))
     assert reason(d, "freshness")["alert"] == "ticket"
     assert d.decision == "open"
