@@ -161,6 +161,15 @@ def _bar(remaining, width: int = 20) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
+def _burn_where(snap: dict) -> str:
+    """Quality SLOs burn over their newest mature days (labels arrive late): say up to which."""
+    if not snap.get("quality") or "ds" not in snap:
+        return ""
+    if snap.get("burn_as_of") is None:
+        return "  (no mature day in the window to measure burn on)"
+    return f"  (burn over the newest mature days, to {snap['burn_as_of']})"
+
+
 def cmd_status(args) -> int:
     from watchkeeper import budgets, gatekeeper
     from watchkeeper.spec import get_spec, load_all
@@ -178,8 +187,10 @@ def cmd_status(args) -> int:
         out.append({
             "model": name,
             "gate": {sc: d.decision for sc, d in dec.items()},
-            "slos": [dict(snaps[s.name].to_dict(), gates=list(s.gates)) if s.name in snaps
-                     else {"slo": s.name, "budget_remaining": None, "note": "no snapshot yet"}
+            "slos": [dict(snaps[s.name].to_dict(), gates=list(s.gates), quality=s.quality)
+                     if s.name in snaps
+                     else {"slo": s.name, "budget_remaining": None, "note": "no snapshot yet",
+                           "quality": s.quality}
                      for s in spec.slos],
             "overrides": active,
             "recent_decisions": gatekeeper.recent_decisions(store, name),
@@ -196,7 +207,7 @@ def cmd_status(args) -> int:
                              else f"{w}=-" for w in ("1d", "3d", "7d"))
             print(f"  {s['slo']:<22} {_bar(rem)} "
                   f"{'no data' if rem is None else f'{rem:6.1%}':>8}  burn {burns}  "
-                  f"{(s.get('alert') or '').upper()}")
+                  f"{(s.get('alert') or '').upper()}{_burn_where(s)}")
         for o in m["overrides"]:
             print(f"  OVERRIDE until {o['expires_at']} by {o['created_by']}: {o['reason']}")
         for d in m["recent_decisions"]:
