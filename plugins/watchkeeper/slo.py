@@ -46,7 +46,9 @@ evaluation day ``as_of``, both ends included: ``window_start = as_of - (W - 1) d
     every single noisy day would ticket.
   - else None.
 * ``mature_days``: days in the window with a non-provisional value (for a ratio SLI, a day with
-  at least one event). The gate uses it to refuse judging a model-quality SLO on too few days.
+  at least one event), plus mature days judged "inconclusive" (``SliPoint.inconclusive``): they
+  add no event, but their labels did mature. The gate uses it to refuse judging a model-quality
+  SLO on too few days.
 * ``data_as_of``: the newest day on or before ``as_of`` with a non-provisional value (it may lie
   before the window; it is shown to people, the gate's staleness rule uses the snapshot's ``ds``).
 
@@ -101,6 +103,8 @@ __all__ = [
     "SloDefinitionError",
     "SloError",
     "SnapshotError",
+    "VERDICTS",
+    "day_verdict",
     "evaluate",
     "parse_ds",
 ]
@@ -109,6 +113,7 @@ SLO_KINDS = ("ratio", "timeslice")
 GATE_SCOPES = frozenset({"model", "features"})
 ALERT_LEVELS = ("page", "ticket")
 BURN_WINDOWS = (1, 3, 7)
+VERDICTS = ("good", "bad", "inconclusive")
 _DIGITS = 10  # rounding of stored floats; see "Values are rounded" in the module docstring
 
 
@@ -248,7 +253,8 @@ class SliPoint:
 
     Timeslice: `good` says whether the day met its threshold (one event). Ratio: `good_events`
     out of `total_events`. `provisional` (labels not mature yet) or a None value: the day counts in
-    neither good nor total.
+    neither good nor total. `inconclusive` (good None): a mature quality day that missed its
+    threshold within the uncertainty of its label count; no event, but a mature day.
     """
 
     ds: str
@@ -256,6 +262,7 @@ class SliPoint:
     good_events: float | None = None
     total_events: float | None = None
     provisional: bool = False
+    inconclusive: bool = False
 
     def __post_init__(self) -> None:
         where = f"SLI point ds={self.ds!r}"
@@ -269,6 +276,12 @@ class SliPoint:
         if provisional is None:
             raise SliPointError(f"{where}, field 'provisional': expected true or false, got None")
         object.__setattr__(self, "provisional", provisional)
+        inconclusive = _as_bool_or_none(self.inconclusive, f"{where}, field 'inconclusive'")
+        if inconclusive is None or (inconclusive and self.good is not None):
+            raise SliPointError(
+                f"{where}, field 'inconclusive': expected true (with good None) or false, got "
+                f"{self.inconclusive!r} with good={self.good!r}")
+        object.__setattr__(self, "inconclusive", inconclusive)
         for name in ("good_events", "total_events"):
             value = getattr(self, name)
             if value is None:
@@ -424,6 +437,7 @@ def evaluate(slo: SloDef, points: list[SliPoint], as_of: str | date) -> BudgetSn
 
     # day -> (good, total) or None (a day present but adding nothing: provisional or no value)
     by_day: dict[date, tuple[float, float] | None] = {}
+    inconclusive_days: set[date] = set()  # mature, but no event (see mature_days)
     newest_with_data: date | None = None
     first_point: date | None = None
     for point in points:
@@ -443,6 +457,8 @@ def evaluate(slo: SloDef, points: list[SliPoint], as_of: str | date) -> BudgetSn
         if contribution is not None and contribution[1] == 0:
             contribution = None  # a ratio day without events adds nothing and is not mature
         by_day[day] = contribution
+        if point.inconclusive and not point.provisional:
+            inconclusive_days.add(day)
         if contribution is not None and (newest_with_data is None or day > newest_with_data):
             newest_with_data = day
 
@@ -468,6 +484,7 @@ def evaluate(slo: SloDef, points: list[SliPoint], as_of: str | date) -> BudgetSn
 
     fraction = slo.error_budget_fraction
     good, total, mature_days, _ = sums(start)
+    mature_days += sum(1 for d in inconclusive_days if start <= d <= end)
     bad = total - good
     days_observed: int | None = None
     allowed_bad = fraction * total
@@ -506,6 +523,31 @@ def evaluate(slo: SloDef, points: list[SliPoint], as_of: str | date) -> BudgetSn
         bad_days_7d=bad_days_in[7],
         days_observed=days_observed,
     )
+
+
+def day_verdict(
+    value: float | None,
+    lower: float | None,
+    upper: float | None,
+    threshold: float,
+    direction: Literal["at_least", "at_most"] = "at_least",
+) -> Literal["good", "bad", "inconclusive"] | None:
+    """The verdict on one mature quality day from its value and one-sided confidence bounds.
+
+    "good" when the value meets the threshold; "bad" only when the bound on the good side
+    excludes it (at_least: the upper bound is below it; at_most: the lower bound is above it);
+    else "inconclusive" (a missing bound cannot exclude anything). None when there is no value.
+    """
+    if value is None:
+        return None
+    v, t = _round(value), _round(threshold)
+    if (v >= t) if direction == "at_least" else (v <= t):
+        return "good"
+    if direction == "at_least":
+        excluded = upper is not None and _round(upper) < t
+    else:
+        excluded = lower is not None and _round(lower) > t
+    return "bad" if excluded else "inconclusive"
 
 
 def _alert_level(
