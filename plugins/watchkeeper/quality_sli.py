@@ -83,7 +83,9 @@ __all__ = [
     "day_slis",
     "metric_interval",
     "ratio_events",
+    "resampled_metric",
     "wilson_bounds",
+    "wilson_bounds_array",
 ]
 
 RESAMPLES = 1000
@@ -181,18 +183,39 @@ def wilson_bounds(successes: float, n: float, confidence: float = 0.95, *,
     return lower, upper
 
 
+def wilson_bounds_array(successes: Any, n: int, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """`wilson_bounds` (continuity-corrected) for an array of success counts out of one n > 0:
+    what watchkeeper.slo_suggest needs to judge every possible day of n events at once."""
+    if n <= 0:
+        raise QualitySliError(f"wilson_bounds_array: n must be positive, got {n!r}")
+    x = np.asarray(successes, dtype="float64")
+    z = _z(confidence)
+
+    def bounds(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = k / n
+        denom = 1.0 + z * z / n
+        centre = (p + z * z / (2 * n)) / denom
+        half = z / denom * np.sqrt(np.maximum(p * (1 - p) / n + z * z / (4 * n * n), 0.0))
+        return np.maximum(0.0, centre - half), np.minimum(1.0, centre + half)
+
+    lower = np.where(x <= 0, 0.0, bounds(np.maximum(x - 0.5, 0.0))[0])
+    upper = np.where(x >= n, 1.0, bounds(np.minimum(x + 0.5, n))[1])
+    return lower, upper
+
+
 # ---------------------------------------------------------------------------------------------
 # Bootstrap (vectorised; see the module docstring)
 
 
-def _draws(n: int, resamples: int, seed: int) -> Iterable[np.ndarray]:
-    """Chunks of bootstrap index rows (chunk x n), reproducible from the seed."""
+def _draws(population: int, size: int, resamples: int, seed: int) -> Iterable[np.ndarray]:
+    """Chunks of index rows (chunk x size) drawn with replacement from `population` rows,
+    reproducible from the seed."""
     rng = np.random.default_rng(seed)
-    chunk = max(1, min(resamples, CHUNK_CELLS // max(n, 1)))
+    chunk = max(1, min(resamples, CHUNK_CELLS // max(size, 1)))
     done = 0
     while done < resamples:
         b = min(chunk, resamples - done)
-        yield rng.integers(0, n, size=(b, n), dtype=np.int32)  # int32: half the cost of int64
+        yield rng.integers(0, population, size=(b, size), dtype=np.int32)  # int32: half the cost
         done += b
 
 
@@ -292,9 +315,8 @@ def bootstrap_interval(
     if n < MIN_BOOTSTRAP_ROWS:
         return Interval(None, None, confidence, n, "bootstrap",
                         f"{n} labelled rows: fewer than {MIN_BOOTSTRAP_ROWS}, too few to bootstrap")
-    stat = _statistic(metric, y, other, threshold)
-    seed = _SEED + zlib.crc32(metric.encode()) if seed is None else seed
-    values = np.concatenate([stat(idx) for idx in _draws(n, int(resamples), seed)])
+    values = resampled_metric(metric, task, y, other, size=n, threshold=threshold,
+                              resamples=resamples, seed=seed)
     values = values[np.isfinite(values)]
     if len(values) < resamples / 2:
         return Interval(None, None, confidence, n, "bootstrap",
@@ -303,6 +325,30 @@ def bootstrap_interval(
     note = "" if len(values) == resamples else (
         f"{resamples - len(values)} of {resamples} resamples left out ({metric} undefined)")
     return Interval(_clean(float(lower)), _clean(float(upper)), confidence, n, "bootstrap", note)
+
+
+def resampled_metric(
+    metric: str,
+    task: str,
+    y: Any,
+    other: Any,
+    *,
+    size: int,
+    threshold: float = 0.5,
+    resamples: int = RESAMPLES,
+    seed: int | None = None,
+) -> np.ndarray:
+    """`metric` on `resamples` samples of `size` rows drawn with replacement from (y, other):
+    the bootstrap distribution at the rows' own size, or (watchkeeper.slo_suggest) what a day of
+    `size` rows drawn from a reference would measure. NaN where the metric is undefined."""
+    if metric not in BOOTSTRAP_METRICS.get(task, ()):
+        raise QualitySliError(f"resampled_metric: no resampling for {metric!r} of a {task} model")
+    y, other = _finite_pair(y, other)
+    if len(y) == 0 or size < 1:
+        raise QualitySliError(f"resampled_metric: need rows and size >= 1, got {len(y)} rows, size {size!r}")
+    stat = _statistic(metric, y, other, threshold)
+    seed = _SEED + zlib.crc32(metric.encode()) if seed is None else seed
+    return np.concatenate([stat(idx) for idx in _draws(len(y), int(size), int(resamples), seed)])
 
 
 def _finite_pair(y: Any, other: Any) -> tuple[np.ndarray, np.ndarray]:
