@@ -337,3 +337,44 @@ def test_day_slis_provisional_days_are_not_judged_and_other_metrics_fall_back_to
                         proportions={"late_over_10_min": (20, 165)})
     assert row.details["method"] == "wilson" and row.details["n"] == 165
     assert row.details["verdict"] == "inconclusive"  # 20/165 = 0.12 is not surely above 0.1
+
+
+# --- budgets.point reads the stored verdict (real store) -------------------------------------------
+
+
+def test_budget_points_use_the_stored_verdict(sqlite_url):
+    from watchkeeper import budgets
+    from watchkeeper.spec import Slo
+    from watchkeeper.store import SliRecord, open_store
+
+    store = open_store(sqlite_url)
+    base = {"confidence": 0.95, "threshold": 0.5, "direction": "at_least", "method": "wilson"}
+    store.write_slis("fraud", "2025-03-10", [
+        SliRecord(ds="2025-03-01", sli="precision", value=0.45, good=None, good_events=45.0,
+                  total_events=100.0, details=base | {"verdict": "inconclusive", "lower": 0.37,
+                                                        "upper": 0.53}),
+        SliRecord(ds="2025-03-02", sli="precision", value=0.30, good=False, good_events=30.0,
+                  total_events=100.0, details=base | {"verdict": "bad", "lower": 0.23, "upper": 0.38}),
+        SliRecord(ds="2025-03-03", sli="precision", value=0.70, good=True, good_events=70.0,
+                  total_events=100.0, details=base | {"verdict": "good", "lower": 0.62, "upper": 0.77}),
+        SliRecord(ds="2025-03-04", sli="precision", value=0.45, good=False,  # written before verdicts
+                  details={"coverage": 0.95, "n_labelled": 400}),
+    ])
+    rows = {r.ds: r for r in store.slis("fraud", sli="precision")}
+    ts = Slo(name="q", sli="precision", kind="timeslice", objective=0.9, threshold=0.5, quality=True)
+    pts = {d: budgets.point(ts, r) for d, r in rows.items()}
+    assert pts["2025-03-01"].good is None and pts["2025-03-01"].inconclusive
+    assert pts["2025-03-02"].good is False and pts["2025-03-03"].good is True
+    assert pts["2025-03-04"].good is False and not pts["2025-03-04"].inconclusive  # old row: value
+    # the spec's threshold changed since: the stored bounds are judged against the new one
+    lower = Slo(name="q", sli="precision", kind="timeslice", objective=0.9, threshold=0.4, quality=True)
+    assert budgets.point(lower, rows["2025-03-02"]).good is False  # upper 0.38 < 0.4: still bad
+    assert budgets.point(lower, rows["2025-03-01"]).good is True  # 0.45 meets 0.4
+    strict = Slo(name="q", sli="precision", kind="timeslice", objective=0.9, threshold=0.6, quality=True)
+    assert budgets.point(strict, rows["2025-03-03"]).good is True
+    assert budgets.point(strict, rows["2025-03-02"]).good is False
+    assert budgets.point(strict, rows["2025-03-01"]).good is False  # upper 0.53 < 0.6
+    # a ratio SLO on the same rows takes the events
+    ratio = Slo(name="r", sli="precision", kind="ratio", objective=0.6, quality=True)
+    p = budgets.point(ratio, rows["2025-03-02"])
+    assert (p.good_events, p.total_events) == (30.0, 100.0)

@@ -335,6 +335,22 @@ def test_future_points_are_ignored_so_old_days_reproduce():
     assert evaluate(TS, history + later, AS_OF) == before
 
 
+def test_inconclusive_days_are_mature_but_add_no_event():
+    # a quality timeslice: 20 judged days, 8 inconclusive ones (missed the threshold within noise)
+    points = [SliPoint(day(i), good=None, inconclusive=True) if i % 3 == 0 and i < 24
+              else SliPoint(day(i), good=i != 1) for i in range(28)]
+    snap = evaluate(QUALITY, points, AS_OF)
+    assert (snap.total, snap.bad, snap.mature_days) == (20, 1, 28)
+    assert snap.allowed_bad == pytest.approx(2.0)
+    # an inconclusive newest day has no event: the burn windows end at the newest judged day
+    assert snap.burn_as_of == day(1) and snap.burn_1d == pytest.approx(10.0)
+    # provisional inconclusive days are not mature
+    snap = evaluate(QUALITY, [SliPoint(day(0), inconclusive=True, provisional=True)], AS_OF)
+    assert snap.mature_days == 0 and snap.budget_remaining is None
+    with pytest.raises(SliPointError, match="field 'inconclusive'"):
+        SliPoint(day(0), good=False, inconclusive=True)
+
+
 # --- input errors -------------------------------------------------------------------------------
 
 
