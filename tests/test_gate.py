@@ -104,7 +104,8 @@ def test_closed_by_page_burn_with_budget_left():
 
 
 def test_ticket_does_not_block():
-    fresh = [SliPoint(day(i), good=i != 0) for i in range(28)]  # one noisy day today
+    # two noisy days in a week (today and 5 days ago): a ticket (one alone would not ticket)
+    fresh = [SliPoint(day(i), good=i not in (0, 5)) for i in range(28)]
     d = run(snapshots({"freshness": fresh}))
     assert reason(d, "freshness")["alert"] == "ticket"
     assert d.decision == "open"
@@ -128,6 +129,22 @@ def test_inconclusive_with_too_few_mature_days_for_a_quality_slo():
     assert reason(run(snapshots({"freshness": fresh6})), "freshness")["verdict"] == "open"
     # and the minimum comes from the policy
     assert run(snapshots({"accuracy": acc}), policy=GatePolicy(min_mature_days=5)).decision == "open"
+
+
+def test_quality_burn_pages_over_the_newest_mature_days_and_says_so():
+    # accuracy (ratio, quality): the 9 newest days provisional; the two newest mature days bad
+    acc = [SliPoint(day(i), good_events=1000 - (500 if i in (9, 10) else 0), total_events=1000,
+                    provisional=i < 9) for i in range(28)]
+    d = run(snapshots({"accuracy": acc}))
+    row = reason(d, "accuracy")
+    assert row["alert"] == "page" and row["verdict"] == "closed"
+    assert row["burn_as_of"] == day(9) and row["snapshot_ds"] == day(0)
+    assert f"(burn over the newest mature days, to {day(9)})" in row["text"]
+    # healthy: the open text says where the burn was measured too; other SLOs do not
+    d = run(snapshots({"accuracy": [SliPoint(day(i), good_events=1000, total_events=1000,
+                                             provisional=i < 9) for i in range(28)]}))
+    assert f"burn over the newest mature days, to {day(9)}" in reason(d, "accuracy")["text"]
+    assert "newest mature days" not in reason(d, "freshness")["text"]
 
 
 def test_policy_can_treat_inconclusive_as_open():
@@ -299,7 +316,7 @@ def test_json_dict_has_the_agreed_keys_and_serialises():
     assert (data["effective"], data["exit_code"], data["as_of"]) == ("open", 0, "2025-03-28")
     row = data["reasons"][0]
     assert {"slo", "sli", "budget_remaining", "burn_1d", "burn_3d", "burn_7d", "alert", "data_as_of", "verdict",
-            "text"} <= set(row)
+            "text", "burn_as_of"} <= set(row)
     assert data["verdict"] == d.verdict_text()
 
 

@@ -53,9 +53,12 @@ def test_one_noisy_day_neither_pages_nor_spends_the_budget():
     assert snap.burn_1d == pytest.approx(10.0)
     assert snap.burn_3d == pytest.approx(10 / 3)  # >= 2.8 on its own ...
     assert snap.burn_7d == pytest.approx(10 / 7)
-    assert snap.bad_days_3d == 1
-    assert snap.alert == "ticket"  # ... but one bad slice does not page; 7d and 1d >= 1 ticket
+    assert snap.bad_days_3d == 1 and snap.bad_days_7d == 1
+    # ... but one bad slice neither pages (2 bad days in 3 needed) nor tickets (2 in 7 needed),
+    # although burn_7d = 1.43 and burn_1d = 10 are both above the ticket burn of 1
+    assert snap.alert is None
     assert snap.mature_days == 28 and snap.data_as_of == "2025-03-28"
+    assert snap.burn_as_of == "2025-03-28" and snap.days_observed == 28
 
 
 def test_one_noisy_day_ten_days_ago_raises_no_alert():
@@ -104,6 +107,112 @@ def test_custom_window():
     assert (snap.window_start, snap.total, snap.bad) == ("2025-03-22", 7, 1)
     assert snap.allowed_bad == pytest.approx(1.4)
     assert snap.budget_remaining == pytest.approx(1 - 1 / 1.4)
+
+
+def test_two_bad_days_in_seven_ticket_a_timeslice_one_does_not():
+    # bad today and 5 days ago: no page (1 bad day in the last 3), a ticket (2 in the last 7)
+    snap = evaluate(TS, timeslice_days({0, 5}), AS_OF)
+    assert (snap.bad_days_3d, snap.bad_days_7d) == (1, 2)
+    assert snap.burn_7d == pytest.approx(20 / 7) and snap.burn_1d == pytest.approx(10.0)
+    assert snap.alert == "ticket"
+    # the second bad day 7 days ago lies outside the 7-day window: one bad day, no ticket
+    assert evaluate(TS, timeslice_days({0, 7}), AS_OF).alert is None
+    # the newest day good: burn_1d = 0, no ticket however many bad days the week had
+    assert evaluate(TS, timeslice_days({1, 4}), AS_OF).alert is None
+
+
+def test_min_bad_days_ticket_is_configurable():
+    one_day_tickets = SloDef("f", sli="freshness", kind="timeslice", objective=0.9, min_bad_days_ticket=1)
+    assert evaluate(one_day_tickets, timeslice_days({0}), AS_OF).alert == "ticket"
+    with pytest.raises(SloDefinitionError, match="field 'min_bad_days_ticket'"):
+        SloDef("f", sli="freshness", kind="timeslice", objective=0.9, min_bad_days_ticket=8)
+
+
+# --- young windows -------------------------------------------------------------------------------
+
+
+def test_a_bad_first_day_uses_the_budget_share_of_a_full_window():
+    # day 1 of the model's history is bad: allowed = 0.1 * 1 * 28 / 1 = 2.8, as on a full window
+    snap = evaluate(TS, [SliPoint(day(0), good=False)], AS_OF)
+    assert (snap.total, snap.bad, snap.days_observed) == (1, 1, 1)
+    assert snap.allowed_bad == pytest.approx(2.8)
+    assert snap.budget_remaining == pytest.approx(1 - 1 / 2.8)  # 36 % used, gate stays open
+    full = evaluate(TS, timeslice_days({0}), AS_OF)
+    assert snap.budget_remaining == pytest.approx(full.budget_remaining)
+    # three days of history, the first bad: 0.1 * 3 * 28 / 3 = 2.8 again
+    snap = evaluate(TS, timeslice_days({2}, n=3), AS_OF)
+    assert snap.days_observed == 3 and snap.allowed_bad == pytest.approx(2.8)
+    # three bad days in a young window still exhaust the budget, as in a full one
+    assert evaluate(TS, timeslice_days({0, 1, 2}, n=5), AS_OF).budget_spent
+
+
+def test_young_window_counts_calendar_days_from_the_first_point():
+    # 10 days of history with a gap (days 3..6 unknown): 6 points, days_observed 10
+    points = [p for i, p in enumerate(timeslice_days({0}, n=10)) if not 3 <= i <= 6]
+    snap = evaluate(TS, points, AS_OF)
+    assert (snap.total, snap.days_observed) == (6, 10)
+    assert snap.allowed_bad == pytest.approx(0.1 * 6 * 28 / 10)
+    # a first point without a value still starts the history
+    points = [SliPoint(day(9), good=None)] + timeslice_days(set(), n=9)
+    assert evaluate(TS, points, AS_OF).days_observed == 10
+    # a history longer than the window: no scaling
+    snap = evaluate(TS, timeslice_days({0}, n=60), AS_OF)
+    assert snap.days_observed == 28 and snap.allowed_bad == pytest.approx(2.8)
+
+
+def test_young_ratio_window_is_scaled_too():
+    snap = evaluate(RATIO, ratio_days({0: 900}, n=1), AS_OF)
+    # 100 bad of 1000; allowed = 0.01 * 1000 * 28 = 280, as 28 such days would allow
+    assert snap.allowed_bad == pytest.approx(280)
+    assert snap.budget_remaining == pytest.approx(1 - 100 / 280)
+
+
+# --- quality SLOs: burn over the newest mature days ---------------------------------------------
+
+QUALITY = SloDef("model-quality", sli="precision", kind="timeslice", objective=0.9, quality=True)
+
+
+def quality_days(bad_offsets: set[int], provisional: int = 9, n: int = 40) -> list[SliPoint]:
+    """n days; the newest `provisional` days are not mature yet (labels still arriving)."""
+    return [SliPoint(day(i), good=i not in bad_offsets, provisional=i < provisional) for i in range(n)]
+
+
+def test_quality_burn_windows_end_at_the_newest_mature_day():
+    # mature days 9 and 10 days ago are bad; the 9 newest days are provisional
+    snap = evaluate(QUALITY, quality_days({9, 10}), AS_OF)
+    assert snap.data_as_of == snap.burn_as_of == day(9)
+    assert snap.burn_1d == pytest.approx(10.0)  # the newest mature day
+    assert snap.burn_3d == pytest.approx(20 / 3) and snap.bad_days_3d == 2
+    assert snap.alert == "page"
+    # the same points under a non-quality SLO: the burn windows end on as_of, all provisional
+    plain = SloDef("plain", sli="precision", kind="timeslice", objective=0.9)
+    snap = evaluate(plain, quality_days({9, 10}), AS_OF)
+    assert snap.burn_as_of == day(0)
+    assert (snap.burn_1d, snap.burn_3d, snap.burn_7d, snap.alert) == (None, None, None, None)
+
+
+def test_quality_ticket_over_the_newest_mature_days():
+    snap = evaluate(QUALITY, quality_days({9, 13}), AS_OF)
+    assert (snap.bad_days_3d, snap.bad_days_7d, snap.alert) == (1, 2, "ticket")
+
+
+def test_quality_burn_needs_a_mature_day_in_the_window():
+    # labels stuck: the newest mature day is 30 days old, before the window
+    snap = evaluate(QUALITY, quality_days({30}, provisional=30), AS_OF)
+    assert snap.data_as_of == day(30) and snap.burn_as_of is None
+    assert snap.burn_1d is None and snap.alert is None and snap.budget_remaining is None
+
+
+def test_quality_young_window_is_measured_to_the_newest_mature_day():
+    # 10 days of history, the first one mature (and bad), 9 provisional: one mature day of a
+    # 19-day mature span; allowed = 0.1 * 1 * 19 / 1, as one bad day in a full quality window
+    snap = evaluate(QUALITY, quality_days({9}, n=10), AS_OF)
+    assert (snap.total, snap.bad, snap.days_observed) == (1, 1, 1)
+    assert snap.allowed_bad == pytest.approx(1.9)
+    full = evaluate(QUALITY, quality_days({9}, n=60), AS_OF)
+    assert full.allowed_bad == pytest.approx(1.9) and full.days_observed == 19
+    assert snap.budget_remaining == pytest.approx(full.budget_remaining)
+    assert snap.budget_remaining > 0
 
 
 # --- ratio budgets -----------------------------------------------------------------------------
@@ -226,6 +335,22 @@ def test_future_points_are_ignored_so_old_days_reproduce():
     assert evaluate(TS, history + later, AS_OF) == before
 
 
+def test_inconclusive_days_are_mature_but_add_no_event():
+    # a quality timeslice: 20 judged days, 8 inconclusive ones (missed the threshold within noise)
+    points = [SliPoint(day(i), good=None, inconclusive=True) if i % 3 == 0 and i < 24
+              else SliPoint(day(i), good=i != 1) for i in range(28)]
+    snap = evaluate(QUALITY, points, AS_OF)
+    assert (snap.total, snap.bad, snap.mature_days) == (20, 1, 28)
+    assert snap.allowed_bad == pytest.approx(2.0)
+    # an inconclusive newest day has no event: the burn windows end at the newest judged day
+    assert snap.burn_as_of == day(1) and snap.burn_1d == pytest.approx(10.0)
+    # provisional inconclusive days are not mature
+    snap = evaluate(QUALITY, [SliPoint(day(0), inconclusive=True, provisional=True)], AS_OF)
+    assert snap.mature_days == 0 and snap.budget_remaining is None
+    with pytest.raises(SliPointError, match="field 'inconclusive'"):
+        SliPoint(day(0), good=False, inconclusive=True)
+
+
 # --- input errors -------------------------------------------------------------------------------
 
 
@@ -270,6 +395,7 @@ def test_invalid_points_name_the_field(kwargs, message):
         ({"window_days": 0}, "field 'window_days'"),
         ({"page_burn": -1}, "field 'page_burn'"),
         ({"min_bad_days_page": 4}, "field 'min_bad_days_page'"),
+        ({"min_bad_days_ticket": 0}, "field 'min_bad_days_ticket'"),
         ({"sli": ""}, "field 'sli'"),
     ],
 )
@@ -293,6 +419,19 @@ def test_snapshot_round_trips_through_json():
     for snap in (evaluate(TS, timeslice_days({0, 2}), AS_OF), evaluate(RATIO, [], AS_OF)):
         data = json.loads(json.dumps(snap.to_dict()))
         assert BudgetSnapshot.from_dict(data) == snap
+
+
+def test_snapshot_stored_before_the_new_fields_reads_back():
+    data = evaluate(TS, timeslice_days({0}), AS_OF).to_dict()
+    old = {k: v for k, v in data.items() if k not in ("burn_as_of", "bad_days_7d", "days_observed")}
+    snap = BudgetSnapshot.from_dict(old)
+    assert snap.burn_as_of == snap.ds == "2025-03-28"  # old burn windows ended on ds
+    assert snap.bad_days_7d is None and snap.days_observed is None
+    assert (snap.alert, snap.budget_remaining) == (None, data["budget_remaining"])
+    with pytest.raises(SnapshotError, match="field 'burn_as_of': expected a day or null"):
+        BudgetSnapshot.from_dict(data | {"burn_as_of": "soon"})
+    with pytest.raises(SnapshotError, match="field 'bad_days_7d'"):
+        BudgetSnapshot.from_dict(data | {"bad_days_7d": -1})
 
 
 def test_snapshot_from_dict_names_the_bad_field():

@@ -146,3 +146,63 @@ def test_check_config_cli_passes_on_the_project():
     r = subprocess.run([str(exe), "check-config"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 of 2 specs valid" in r.stdout
+
+
+# --- quality SLOs (issue 14: ratio quality SLIs, confident timeslices) ----------------------------
+
+
+def _with_slo(base: dict, **slo) -> dict:
+    data = dict(base)
+    data["slos"] = [*base["slos"], {"name": "quality-ratio", "quality": True, "objective": 0.9,
+                                   "kind": "ratio", **slo}]
+    return data
+
+
+def _eta() -> dict:
+    return yaml.safe_load((MODELS / "eta.yaml").read_text())
+
+
+@pytest.mark.parametrize("sli", ["accuracy", "precision", "recall"])
+def test_ratio_quality_slos_on_decomposable_binary_metrics_load(tmp_path, sli):
+    s = load_spec(_write(tmp_path, "fraud", _with_slo(_fraud(), sli=sli))).slo("quality-ratio")
+    assert (s.kind, s.sli, s.quality, s.confidence, s.min_bad_days_ticket) == ("ratio", sli, True, 0.95, 2)
+
+
+def test_within_tolerance_ratio_slo_loads_for_regression(tmp_path):
+    s = load_spec(_write(tmp_path, "eta", _with_slo(_eta(), sli="within_tolerance", threshold=5.0)))
+    assert s.slo("quality-ratio").threshold == 5.0
+
+
+@pytest.mark.parametrize(
+    "model, slo, reason",
+    [
+        ("fraud", {"sli": "f1"}, "SLO 'quality-ratio', field 'sli': 'f1' has no good/total event "
+                                 "decomposition, so it cannot be a ratio quality SLI for "
+                                 "binary_classification; use kind: timeslice with a threshold (a "
+                                 "daily f1 verdict), or a ratio SLO on accuracy, precision, recall"),
+        ("fraud", {"sli": "roc_auc"}, "field 'sli': 'roc_auc' has no good/total event decomposition"),
+        ("eta", {"sli": "mae"}, "or a ratio SLO on within_tolerance"),
+        ("eta", {"sli": "accuracy"}, "'accuracy' has no good/total event decomposition, so it cannot "
+                                     "be a ratio quality SLI for regression"),
+        ("eta", {"sli": "within_tolerance"}, "field 'threshold': within_tolerance needs the tolerance"),
+        ("eta", {"sli": "within_tolerance", "kind": "timeslice", "threshold": 0.9},
+         "field 'kind': within_tolerance is a ratio SLI"),
+        ("fraud", {"sli": "accuracy", "threshold": 0.93}, "field 'threshold': a ratio SLO's target is "
+                                                          "its objective"),
+        ("fraud", {"sli": "precision", "kind": "timeslice", "threshold": 0.6},
+         "SLOs 'model-quality', 'quality-ratio' judge the SLI 'precision' differently"),
+        ("fraud", {"sli": "precision", "kind": "timeslice", "threshold": 0.5, "confidence": 0.4},
+         "greater than 0.5"),
+    ],
+)
+def test_quality_slos_that_cannot_be_computed_fail_at_load(tmp_path, model, slo, reason):
+    base = _fraud() if model == "fraud" else _eta()
+    with pytest.raises(SpecError) as exc:
+        load_spec(_write(tmp_path, model, _with_slo(base, **slo)))
+    assert reason in str(exc.value), str(exc.value)
+
+
+def test_a_ratio_and_a_timeslice_slo_may_share_a_quality_sli(tmp_path):
+    # the SLI row carries both the day's events (ratio) and its verdict (timeslice)
+    spec = load_spec(_write(tmp_path, "fraud", _with_slo(_fraud(), sli="precision")))
+    assert {s.kind for s in spec.slos if s.sli == "precision"} == {"ratio", "timeslice"}

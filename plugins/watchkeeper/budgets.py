@@ -22,6 +22,7 @@ def slo_def(s: Slo) -> slomod.SloDef:
         window_days=s.window_days,
         gates=frozenset(s.gates),
         quality=s.quality,
+        min_bad_days_ticket=s.min_bad_days_ticket,
     )
 
 
@@ -32,12 +33,20 @@ def slo_defs(spec: ModelSpec) -> list[slomod.SloDef]:
 def point(s: Slo, row) -> slomod.SliPoint:
     """One stored SLI value as the SLO sees it.
 
-    Ratio SLOs take the stored good/total events. Timeslice SLOs with a threshold judge the day's
-    value against it (direction from the spec); without one, the stored good flag is the verdict.
+    Ratio SLOs take the stored good/total events. Quality timeslices take the day's confident
+    verdict (see `quality_verdict`): an inconclusive day adds no event but stays a mature day.
+    Other timeslices with a threshold judge the day's value against it (direction from the
+    spec); without one, the stored good flag is the verdict.
     """
+    provisional = bool(row.provisional)
     if s.kind == "ratio":
         return slomod.SliPoint(ds=row.ds, good_events=row.good_events,
-                               total_events=row.total_events, provisional=bool(row.provisional))
+                               total_events=row.total_events, provisional=provisional)
+    if s.quality and s.threshold is not None:
+        verdict = quality_verdict(s, row)
+        return slomod.SliPoint(ds=row.ds, good=None if verdict in (None, "inconclusive")
+                               else verdict == "good", provisional=provisional,
+                               inconclusive=verdict == "inconclusive")
     if s.threshold is not None:
         if row.value is None:
             good = None
@@ -48,7 +57,26 @@ def point(s: Slo, row) -> slomod.SliPoint:
     else:
         good = row.good
     return slomod.SliPoint(ds=row.ds, good=None if good is None else bool(good),
-                           provisional=bool(row.provisional))
+                           provisional=provisional)
+
+
+def quality_verdict(s: Slo, row) -> str | None:
+    """good | bad | inconclusive | None (no value) for a quality timeslice SLO's stored SLI row.
+
+    The stored verdict when it was judged as this SLO judges (same threshold, direction and
+    confidence); else the stored bounds against this SLO's threshold when their confidence
+    matches (the spec's threshold changed since the row was written); else, for rows written
+    before confident verdicts existed, the value against the threshold.
+    """
+    d = row.details or {}
+    same_confidence = d.get("confidence") == s.confidence
+    if (d.get("verdict") in slomod.VERDICTS and same_confidence
+            and d.get("threshold") == s.threshold and d.get("direction") == s.direction):
+        return d["verdict"]
+    if same_confidence and ("lower" in d or "upper" in d):
+        return slomod.day_verdict(row.value, d.get("lower"), d.get("upper"), s.threshold,
+                                  s.direction)
+    return slomod.day_verdict(row.value, row.value, row.value, s.threshold, s.direction)
 
 
 FEATURE_DRIFT = "feature_drift"  # the monitor's SLI that acceptances of expected change excuse

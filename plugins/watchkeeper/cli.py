@@ -126,6 +126,87 @@ def cmd_suggest_suite(args) -> int:
     return 0
 
 
+# ----- suggest-slo ----------------------------------------------------------------------------
+
+
+def cmd_suggest_slo(args) -> int:
+    import dataclasses
+    import statistics
+
+    from watchkeeper import slo_suggest, sources
+    from watchkeeper.spec import BOOLEAN_SLIS, get_spec
+    from watchkeeper.store import StoreError
+
+    spec = get_spec(args.model)
+    if spec.labels is None:
+        raise CliError(f"model {spec.name!r} has no `labels` block in {spec.spec_path}: quality "
+                       "SLOs are computed from labels")
+    if spec.task not in slo_suggest.METRICS:
+        raise CliError(f"suggest-slo supports binary_classification and regression models; "
+                       f"{spec.name!r} is {spec.task}")
+    training = spec.resolve_path(spec.reference.training)
+    try:
+        frame = sources.read_file(training).frame
+    except sources.SourceError as err:
+        raise CliError(f"cannot read the training set of {spec.name!r}: {err}") from None
+    other_col = spec.prediction.score if spec.task == "binary_classification" else spec.prediction.label
+    missing = [c for c in (spec.labels.label_column, other_col) if c not in frame.columns]
+    if missing:
+        raise CliError(f"{training}: the training set lacks column(s) {', '.join(missing)} "
+                       f"(labels.label_column and the model's {'score' if spec.task == 'binary_classification' else 'prediction'}"
+                       "), so it cannot say how good a healthy day is")
+    days, rows, source, notes = [], None, None, []
+    try:
+        store = _store()
+        for m in store.metrics(spec.name, "quality"):
+            p = m.payload or {}
+            if m.subject == "overall" and not p.get("provisional", True) and p.get("metrics"):
+                days.append(slo_suggest.StoredDay(ds=m.ds, metrics=p["metrics"],
+                                                  n_labelled=int(p.get("n_labelled") or 0)))
+        partition_rows = [pt.rows for pt in store.partitions(spec.name) if pt.rows]
+    except StoreError as err:  # the reference alone still answers (with --rows-per-day); say why
+        days, partition_rows = [], []
+        notes.append(f"store not read ({err}): no stored days")
+    if args.rows_per_day:
+        rows, source = float(args.rows_per_day), "--rows-per-day"
+    elif labelled := [d.n_labelled for d in days if d.n_labelled]:
+        rows, source = float(statistics.median(labelled)), f"median of {len(labelled)} mature days"
+    elif partition_rows:
+        rows, source = float(statistics.median(partition_rows)), \
+            f"median rows of {len(partition_rows)} partitions"
+    else:
+        raise CliError(f"no stored days of {spec.name!r} tell its batch size: pass --rows-per-day N "
+                       "(labelled rows a day)")
+    boolean = []
+    for s in spec.slos:
+        if s.kind != "timeslice" or s.sli not in BOOLEAN_SLIS:
+            continue
+        if s.sli == "feature_drift":
+            r = spec.drift.daily_false_alarm_rate
+            rate, why = 1 - (1 - r) ** 2, f"drift or skew, each at most {r:g} a day"
+        elif s.sli == "prediction_stability":
+            rate = spec.predictions.daily_false_alarm_rate
+            why = "predictions.daily_false_alarm_rate"
+        else:
+            continue  # freshness: lateness is not a statistical false alarm
+        boolean.append(slo_suggest.boolean_risk(s.name, s.sli, rate, why, s.objective, s.window_days))
+    try:
+        out = slo_suggest.suggest(
+            model=spec.name, task=spec.task, y=frame[spec.labels.label_column].to_numpy(dtype="float64"),
+            other=frame[other_col].to_numpy(dtype="float64"), rows_per_day=rows, rows_source=source,
+            stored_days=days, decision_threshold=spec.prediction.threshold, slos=spec.slos,
+            boolean=boolean)
+    except slo_suggest.SuggestError as err:
+        raise CliError(f"{spec.name}: {err}") from None
+    if notes:
+        out = dataclasses.replace(out, notes=out.notes + tuple(notes))
+    if args.json:
+        _print_json(out.to_dict())
+    else:
+        print(out.as_table())
+    return 0
+
+
 # ----- gate, override, status ------------------------------------------------------------------
 
 
@@ -221,6 +302,15 @@ def _bar(remaining, width: int = 20) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
+def _burn_where(snap: dict) -> str:
+    """Quality SLOs burn over their newest mature days (labels arrive late): say up to which."""
+    if not snap.get("quality") or "ds" not in snap:
+        return ""
+    if snap.get("burn_as_of") is None:
+        return "  (no mature day in the window to measure burn on)"
+    return f"  (burn over the newest mature days, to {snap['burn_as_of']})"
+
+
 def cmd_status(args) -> int:
     from watchkeeper import budgets, gatekeeper
     from watchkeeper.spec import get_spec, load_all
@@ -238,8 +328,10 @@ def cmd_status(args) -> int:
         out.append({
             "model": name,
             "gate": {sc: d.decision for sc, d in dec.items()},
-            "slos": [dict(snaps[s.name].to_dict(), gates=list(s.gates)) if s.name in snaps
-                     else {"slo": s.name, "budget_remaining": None, "note": "no snapshot yet"}
+            "slos": [dict(snaps[s.name].to_dict(), gates=list(s.gates), quality=s.quality)
+                     if s.name in snaps
+                     else {"slo": s.name, "budget_remaining": None, "note": "no snapshot yet",
+                           "quality": s.quality}
                      for s in spec.slos],
             "overrides": active,
             "recent_decisions": gatekeeper.recent_decisions(store, name),
@@ -256,7 +348,7 @@ def cmd_status(args) -> int:
                              else f"{w}=-" for w in ("1d", "3d", "7d"))
             print(f"  {s['slo']:<22} {_bar(rem)} "
                   f"{'no data' if rem is None else f'{rem:6.1%}':>8}  burn {burns}  "
-                  f"{(s.get('alert') or '').upper()}")
+                  f"{(s.get('alert') or '').upper()}{_burn_where(s)}")
         for o in m["overrides"]:
             print(f"  OVERRIDE until {o['expires_at']} by {o['created_by']}: {o['reason']}")
         for d in m["recent_decisions"]:
@@ -547,6 +639,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model")
     c.add_argument("--out", help="where to write it (default expectations/MODEL/features.suggested.json)")
     c.set_defaults(func=cmd_suggest_suite)
+
+    c = sub.add_parser("suggest-slo", help="quality SLOs the data supports at the batch size, "
+                                           "with the false alarms each implies")
+    c.add_argument("model")
+    c.add_argument("--rows-per-day", dest="rows_per_day", type=float,
+                   help="labelled rows a day (default: the stored mature days' median, else the "
+                        "partitions' median rows)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_suggest_slo)
 
     c = sub.add_parser("gate", help="may this model ship now? exit 0 open, 1 closed, 2 inconclusive")
     c.add_argument("model")

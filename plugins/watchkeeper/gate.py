@@ -18,6 +18,10 @@ Rules, per SLO that gates the asked scope ("model" or "features"; other SLOs do 
              at all (budget_remaining None).
 3. open    - otherwise (a ticket-level burn is reported but does not block).
 
+A model-quality SLO's burn rates are measured over its newest mature days (labels arrive late,
+so the evaluation day itself never is): its reason says where they end, e.g. "burn over the
+newest mature days, to 2026-11-20".
+
 The decision is closed if any SLO is closed, else inconclusive if any is inconclusive (or the store
 failed, or no SLO gates the scope: fail closed rather than wave through a spec that forgot its
 gates), else open. `effective` is what the caller should do: an open decision is open; an
@@ -283,6 +287,15 @@ def _fmt(value: float | None, pct: bool = False) -> str:
     return f"{value * 100:.0f}%" if pct else f"{value:.1f}"
 
 
+def _burn_where(slo: SloDef, snap: BudgetSnapshot) -> str:
+    """Where a quality SLO's burn windows end (empty for the others: they end on the snapshot's day)."""
+    if not slo.quality:
+        return ""
+    if snap.burn_as_of is None:
+        return " (no mature day in the window to measure burn on)"
+    return f" (burn over the newest mature days, to {snap.burn_as_of})"
+
+
 def _judge(
     slo: SloDef, snap: BudgetSnapshot | None, policy: GatePolicy, as_of: date, store_error: str | None
 ) -> tuple[Decision, str]:
@@ -305,7 +318,8 @@ def _judge(
     if snap.alert == "page":
         return "closed", (
             f"Burning at page level: 3-day burn {_fmt(snap.burn_3d)} and 1-day burn {_fmt(snap.burn_1d)} "
-            f"(page at {slo.page_burn:g}); {_fmt(snap.budget_remaining, True)} of the budget left{caveat}."
+            f"(page at {slo.page_burn:g}){_burn_where(slo, snap)}; "
+            f"{_fmt(snap.budget_remaining, True)} of the budget left{caveat}."
         )
     if age > policy.staleness_days:
         return "inconclusive", (
@@ -322,7 +336,7 @@ def _judge(
         return "inconclusive", f"No data in the {slo.window_days}-day window ending {snap.ds}."
     text = (
         f"Within budget: {_fmt(snap.budget_remaining, True)} remaining, burn 1d {_fmt(snap.burn_1d)}, "
-        f"3d {_fmt(snap.burn_3d)}, 7d {_fmt(snap.burn_7d)}"
+        f"3d {_fmt(snap.burn_3d)}, 7d {_fmt(snap.burn_7d)}{_burn_where(slo, snap)}"
     )
     if snap.alert == "ticket":
         text += "; ticket-level burn, not blocking"
@@ -403,6 +417,7 @@ def decide(
                 "burn_7d": snap.burn_7d if snap else None,
                 "alert": snap.alert if snap else None,
                 "data_as_of": snap.data_as_of if snap else None,
+                "burn_as_of": snap.burn_as_of if snap else None,
                 "snapshot_ds": snap.ds if snap else None,
                 "mature_days": snap.mature_days if snap else None,
                 "excused_days": snap.excused_days if snap else 0,

@@ -225,17 +225,7 @@ def restate(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
         summary_days[pds] = {"coverage": cov.coverage, "mature": cov.mature,
                              "metrics": {k: metrics.get(k) for k in ("precision", "recall", "mae")
                                          if k in metrics}}
-        for slo in spec.slos:
-            if not slo.quality:
-                continue
-            value = metrics.get(slo.sli)
-            slis.append(SliRecord(
-                ds=pds, sli=slo.sli, value=value,
-                good=None if value is None or slo.threshold is None else (
-                    value >= slo.threshold if slo.direction == "at_least" else value <= slo.threshold),
-                provisional=not cov.mature,
-                details={"coverage": cov.coverage, "n_labelled": cov.n_labelled},
-            ))
+        slis += _quality_slis(spec, pds, rows, metrics, outcomes, cov, SliRecord)
     from watchkeeper import monitor
 
     # The restated quality, its SLIs and the budgets evaluated from them: all or nothing, so a
@@ -249,6 +239,35 @@ def restate(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
     return {"model": spec.name, "ds": ds, "days": summary_days,
             "label_issues": _day_issues(spec.name, ds, result),
             "missing_prediction_days": missing_days, "budgets": budgets}
+
+
+def _quality_slis(spec: ModelSpec, pds: str, rows, metrics: dict, outcomes: list, cov,
+                  record) -> list:
+    """The quality SLI rows of prediction-day pds (watchkeeper.quality_sli.day_slis): ratio
+    events for every day, the confident verdict for mature days; provisional days stay
+    provisional (the budget ignores them until they mature)."""
+    import numpy as np
+
+    from watchkeeper import quality_sli
+
+    if not any(s.quality for s in spec.slos):
+        return []
+    other_col = spec.prediction.label if spec.task == "regression" else spec.prediction.score
+    y = rows["label"].to_numpy(dtype="float64") if len(rows) else np.array([], dtype="float64")
+    other = (rows[other_col].to_numpy(dtype="float64") if len(rows) and other_col in rows.columns
+             else np.full(len(y), np.nan))
+    # Business outcomes that are plain shares of rows (share_late) are proportions: Wilson.
+    kinds = {b.name: b.kind for b in (spec.labels.business_outcomes if spec.labels else [])}
+    proportions = {o["name"]: (o["numerator"], o["denominator"]) for o in outcomes
+                   if kinds.get(o["name"]) == "share_late" and o.get("denominator")
+                   and o.get("numerator") is not None}
+    day = quality_sli.day_slis(spec.slos, task=spec.task, y=y, other=other, metrics=metrics,
+                               decision_threshold=spec.prediction.threshold,
+                               proportions=proportions, judge=cov.mature)
+    return [record(ds=pds, sli=d.sli, value=d.value, good=d.good, good_events=d.good_events,
+                   total_events=d.total_events, provisional=not cov.mature,
+                   details={"coverage": cov.coverage, "n_labelled": cov.n_labelled, **d.details})
+            for d in day]
 
 
 def _dedupe_slis(slis):

@@ -242,12 +242,89 @@ class Slo(_Strict):
     gates: list[Literal["model", "features"]] = ["model"]
     quality: bool = Field(default=False, description="a model-quality SLO (needs mature days)")
     threshold: float | None = Field(
-        default=None, description="timeslice SLIs: the value a day must meet"
-    )
+        default=None, description="timeslice SLIs: the value a day must meet; the ratio quality "
+        "SLI within_tolerance: the tolerance |prediction - actual| <= threshold")
     direction: Literal["at_least", "at_most"] = Field(
         default="at_least", description="a good day's value is at least / at most the threshold"
     )
+    # 0.95: a healthy day exactly at the threshold is judged bad at most ~5% of the time whatever
+    # the day's label count (165 or 20,000 rows); a day that misses the threshold but whose
+    # interval still reaches it is "inconclusive" and counts in neither good nor total.
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1, description="quality timeslices: a mature day is bad only "
+        "when a one-sided interval at this confidence, at the day's label count, excludes the "
+        "threshold (Wilson for proportions, a seeded bootstrap otherwise)")
+    # 2: one daily slice is coarse; one bad day alone must not ticket (a page needs 2 in 3).
+    min_bad_days_ticket: int = Field(
+        default=2, ge=1, le=7, description="timeslice SLOs: bad days among the last 7 a ticket "
+        "needs besides the burn rates")
     description: str = ""
+
+
+# Quality SLIs a ratio SLO can pool over its window: each labelled row is one good or bad event.
+# (f1, roc_auc, mae, ... are not sums of per-row events: they have no good/total decomposition.)
+QUALITY_RATIO_SLIS = {
+    "binary_classification": {
+        "accuracy": "good = correct labelled predictions, total = labelled rows",
+        "precision": "good = true positives, total = predicted positives (TP + FP)",
+        "recall": "good = true positives, total = actual positives (TP + FN)",
+    },
+    "regression": {
+        "within_tolerance": "good = rows with |prediction - actual| <= threshold, total = labelled rows",
+    },
+    "ranking": {},
+}
+
+
+def _quality_slo_problems(slos: list[Slo], task: str) -> list[str]:
+    """Why the quality SLOs of a spec cannot be computed as written (empty when they can)."""
+    problems = []
+    ratio_slis = QUALITY_RATIO_SLIS.get(task, {})
+    usable = ", ".join(ratio_slis) or "none"
+    for s in slos:
+        if not s.quality:
+            continue
+        where = f"SLO {s.name!r}"
+        if s.kind == "ratio":
+            if s.sli not in ratio_slis:
+                hint = (f"a ratio SLO on {usable}" if ratio_slis
+                        else f"{task} models have no ratio quality SLI")
+                problems.append(
+                    f"{where}, field 'sli': {s.sli!r} has no good/total event decomposition, so "
+                    f"it cannot be a ratio quality SLI for {task}; use kind: timeslice with a "
+                    f"threshold (a daily {s.sli} verdict), or {hint}")
+            elif s.sli == "within_tolerance":
+                if s.threshold is None or s.threshold <= 0:
+                    problems.append(
+                        f"{where}, field 'threshold': within_tolerance needs the tolerance (a "
+                        "positive number in the label's units: good = |prediction - actual| <= "
+                        "threshold)")
+            elif s.threshold is not None:
+                problems.append(
+                    f"{where}, field 'threshold': a ratio SLO's target is its objective (the share "
+                    f"of good events over the window); drop the threshold, or use kind: timeslice "
+                    f"for a daily {s.sli} >= threshold verdict")
+        elif s.sli == "within_tolerance":
+            problems.append(
+                f"{where}, field 'kind': within_tolerance is a ratio SLI (threshold = the "
+                "tolerance); for a daily verdict use a timeslice on mae, rmse or abs_error_p90 "
+                "with a threshold")
+    # One SLI row per model, SLI and day carries the day's verdict (and ratio events): SLOs that
+    # share an SLI must agree on what that row holds.
+    judged: dict[str, list[Slo]] = {}
+    for s in slos:
+        if s.quality and (s.kind == "timeslice" or s.sli == "within_tolerance"):
+            judged.setdefault(f"{s.kind}:{s.sli}", []).append(s)
+    for group in judged.values():
+        ways = {(g.threshold, g.direction, g.confidence if g.kind == "timeslice" else None)
+                for g in group}
+        if len(ways) > 1:
+            names = ", ".join(repr(g.name) for g in group)
+            problems.append(
+                f"SLOs {names} judge the SLI {group[0].sli!r} differently (threshold, direction "
+                "or confidence); its daily value is stored once per SLI, so give them the same "
+                "ones, or keep one of them")
+    return problems
 
 
 class AlertRoute(_Strict):
@@ -508,6 +585,9 @@ class ModelSpec(_Strict):
                 raise ValueError(
                     f"SLO {s.name!r}: a timeslice SLI needs `threshold` (the value a good day meets)"
                 )
+        problems = _quality_slo_problems(self.slos, self.task)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     # ----- derived views --------------------------------------------------------------------
