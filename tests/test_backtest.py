@@ -35,13 +35,16 @@ def library_run():
 
 
 def test_library_holds_the_demo_incidents_and_four_new_shapes():
+    assert {"small_batch_shift", "seasonal_yearly_cycle"} <= {
+        p.name for p in LIBRARY.iterdir() if (p / "incident.yaml").exists()}
     names = sorted(p.name for p in LIBRARY.iterdir() if (p / "incident.yaml").exists())
     assert {"demo_upstream_bug", "demo_seasonal_drift", "demo_late_partition",
             "demo_concept_drift"} <= set(names)
     assert {"slow_label_pipeline", "feedback_loop", "silently_frozen_feature",
             "one_segment_outage"} <= set(names)
     size = sum(f.stat().st_size for f in LIBRARY.rglob("*") if f.is_file())
-    assert size < 5 * 1024 * 1024, f"the library is {size / 1e6:.1f} MB"
+    # A year of days (seasonal_yearly_cycle) is most of it: hundreds of small compact files.
+    assert size < 10 * 1024 * 1024, f"the library is {size / 1e6:.1f} MB"
 
 
 def test_every_incident_is_replayed_and_caught_in_time(library_run):
@@ -150,3 +153,52 @@ def test_unknown_incident_and_unparseable_yaml_are_errors(tmp_path):
     out = backtest("--library", str(lib))
     assert out.returncode == 2
     assert "incident.yaml: line" in out.stderr and "not valid YAML" in out.stderr
+
+
+def test_limits_on_healthy_days_are_checked_and_an_exceeded_one_fails_the_run(tmp_path):
+    """The late-partition replay: two healthy lead-in days, then the late day. Its own messages
+    and gate are measured; a limit it cannot meet fails the run with the figure, one it meets
+    passes."""
+    lib = _copy(tmp_path, "demo_late_partition")
+
+    def impossible(doc):
+        # every replayed day counted as healthy: the late day's messages are then over a limit
+        # of none
+        doc["limits"] = {"healthy": [{"first": "2025-06-28", "last": "2025-06-30"}],
+                         "messages_per_30_healthy_days": 0, "max_pages": 0}
+
+    _edit(lib / "demo_late_partition", impossible)
+    out = backtest("--library", str(lib), "--json")
+    assert out.returncode == 1, out.stdout + out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    r = doc["incidents"][0]
+    m = r["measures"]
+    assert m["healthy_days"] == 3 and m["days"] == 3
+    assert set(m["gate_by_day"]) == {"2025-06-28", "2025-06-29", "2025-06-30"}
+    assert m["gate_open_share"] == round(m["gate_open_healthy_days"] / 3, 3)
+    assert m["messages_on_healthy_days"] == m["messages"] >= 1  # the late day was told
+    limits = {x["name"]: x for x in r["limits"]}
+    assert limits["messages_per_30_healthy_days"]["ok"] is False
+    assert limits["messages_per_30_healthy_days"]["value"] == round(30 * m["messages"] / 3, 2)
+    # the late day tickets, it never pages
+    assert limits["pages"] == {"name": "pages", "limit": "<= 0", "value": 0, "ok": True}
+    assert doc["passed"] is False and doc["limits_exceeded"] == 1
+    text = backtest("--library", str(lib)).stdout
+    assert "OVER LIMIT" in text and "limit(s) exceeded" in text
+
+    def reachable(doc):
+        doc["limits"] = {"pages_on_healthy_days": 0, "max_pages": 0}
+
+    _edit(lib / "demo_late_partition", reachable)
+    out = backtest("--library", str(lib), "--json")
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    assert all(x["ok"] for x in json.loads(out.stdout)["incidents"][0]["limits"])
+
+
+def test_a_healthy_range_outside_the_replay_is_a_clear_error(tmp_path):
+    lib = _copy(tmp_path, "demo_late_partition")
+    _edit(lib / "demo_late_partition",
+          lambda d: d.update(limits={"healthy": [{"first": "2025-01-01", "last": "2025-06-29"}]}))
+    out = backtest("--library", str(lib))
+    assert out.returncode == 2
+    assert "limits.healthy[0]" in out.stderr and "not inside the replay" in out.stderr

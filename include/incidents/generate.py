@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 try:
@@ -118,22 +120,29 @@ def _spec(model: str, snap: Snapshot) -> dict:
     return raw
 
 
+def _to_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Compact: no pandas metadata or column statistics, zstd at a high level. A year of days
+    is hundreds of small files; their per-file overhead is most of the library's size."""
+    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+    pq.write_table(table, path, compression="zstd", compression_level=19, write_statistics=False)
+
+
 def _write(snap: Snapshot, m: demo.DemoManifest, spec: dict | None = None,
            batches: dict[str, pd.DataFrame] | None = None, labels: pd.DataFrame | None = None,
            training: pd.DataFrame | None = None, landing: dict[str, str] | None = None,
-           extra_files: dict[str, str] | None = None) -> Path:
+           extra_files: dict[str, str] | None = None, daily_rows: int = ROWS,
+           seasonal_columns: tuple[str, ...] = (), limits: dict | None = None) -> Path:
     out = LIBRARY / snap.name
     shutil.rmtree(out, ignore_errors=True)
     (out / "data" / "predictions").mkdir(parents=True)
     dss = [m.ds(d) for d in snap.days]
     spec = spec if spec is not None else _spec(snap.model, snap)
     training = training if training is not None else pd.read_parquet(m.training_path(snap.model))
-    training.to_parquet(out / "data" / "training.parquet", index=False, compression="zstd")
+    _to_parquet(training, out / "data" / "training.parquet")
     for ds in dss:
         frame = batches[ds] if batches is not None else pd.read_parquet(
             m.predictions_path(snap.model, ds))
-        frame.to_parquet(out / "data" / "predictions" / f"ds={ds}.parquet", index=False,
-                         compression="zstd")
+        _to_parquet(frame, out / "data" / "predictions" / f"ds={ds}.parquet")
     landing = landing if landing is not None else _landing(m, snap.model)
     (out / "data" / "landing.json").write_text(
         json.dumps({ds: landing[ds] for ds in dss}, indent=2, sort_keys=True) + "\n")
@@ -142,14 +151,23 @@ def _write(snap: Snapshot, m: demo.DemoManifest, spec: dict | None = None,
         (out / "data" / "labels").mkdir()
         arrived = labels["label_ts"].dt.strftime("%Y-%m-%d")
         for ds in dss:  # every replayed day has a label file (maybe empty), as upstream delivers
-            labels[arrived == ds].sort_values("label_ts", kind="stable").to_parquet(
-                out / "data" / "labels" / f"arrived={ds}.parquet", index=False, compression="zstd")
+            _to_parquet(labels[arrived == ds].sort_values("label_ts", kind="stable"),
+                        out / "data" / "labels" / f"arrived={ds}.parquet")
     features = [quality.FeatureInfo(name=f["name"], kind=f["kind"],
                                     bounds=tuple(f["bounds"]) if f.get("bounds") else None,
                                     pii=bool(f.get("pii")))
                 for f in spec["features"]]
     suite = quality.suggest_features_suite(training, features, name=f"{snap.model}.features",
-                                           daily_rows=ROWS)
+                                           daily_rows=daily_rows)
+    if seasonal_columns:
+        # A reviewed suite for a seasonal input keeps its range and null checks (a unit change
+        # still fails them) but not the training set's mean and quantiles: those describe a
+        # year, never a day.
+        suite["expectations"] = [
+            e for e in suite["expectations"]
+            if not (e["kwargs"].get("column") in seasonal_columns
+                    and e["type"] in ("expect_column_mean_to_be_between",
+                                      "expect_column_quantile_values_to_be_between"))]
     (out / "features.json").write_text(json.dumps(suite, indent=2) + "\n")
     for rel, text in (extra_files or {}).items():
         (out / rel).write_text(text)
@@ -166,6 +184,8 @@ def _write(snap: Snapshot, m: demo.DemoManifest, spec: dict | None = None,
         "onset": m.ds(snap.onset),
         "expect": snap.expect,
     }
+    if limits:
+        doc["limits"] = limits
     if snap.notes:
         doc["notes"] = snap.notes
     text = ("# What happened and what the current monitors must detect. by_day counts from the\n"
@@ -457,9 +477,309 @@ def feedback_loop(tmp: Path) -> None:
            extra_files={"ingestion.json": json.dumps(RECS_INGESTION, indent=2) + "\n"})
 
 
+# ---- models the demo does not have: small batches and a yearly cycle (issue 14) ---------------
+#
+# Both are written as a new user writes them: their own spec with the SLOs a newcomer picks and
+# every statistical default left as shipped; the suites come from suggest-suite's rules sized to
+# the real batch. They hold the product to its promises on data nobody tuned it for.
+
+
+def _ingestion_suite(name: str, columns: list[str], id_col: str, ts_col: str,
+                     not_null: list[str]) -> dict:
+    exps = [
+        {"type": "expect_table_columns_to_match_set",
+         "kwargs": {"column_set": columns, "exact_match": False},
+         "meta": {"id": "schema.columns", "notes": "Every column the monitors read."}},
+        {"type": "expect_table_row_count_to_be_between",
+         "kwargs": {"min_value": {"$PARAMETER": "min_rows"}},
+         "meta": {"id": "volume.min_rows", "notes": "At least half the trailing median."}},
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": id_col},
+         "meta": {"id": f"{id_col}.unique", "notes": "One row per prediction."}},
+        {"type": "expect_column_values_to_be_between",
+         "kwargs": {"column": ts_col, "min_value": {"$PARAMETER": "day_start"},
+                    "max_value": {"$PARAMETER": "day_end"}},
+         "meta": {"id": f"{ts_col}.in_day", "notes": "Events belong to the day."}},
+    ]
+    for c in not_null:
+        exps.append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": c},
+                     "meta": {"id": f"{c}.not_null", "notes": "Required by the model."}})
+    return {"name": name, "expectations": exps}
+
+
+def _event_times(rng: np.random.Generator, day: date, n: int, until_hour: float = 24.0):
+    secs = np.sort(rng.uniform(0, until_hour * 3600, size=n))
+    return pd.Timestamp(day) + pd.to_timedelta(secs.astype(int), unit="s")
+
+
+class _Days:  # the bits of a DemoManifest _write needs, for worlds made here
+    def __init__(self, first: date):
+        self.first = first
+
+    def ds(self, d: int) -> str:
+        return (self.first + timedelta(days=d - 1)).isoformat()
+
+
+# ---- small batches: 200 rows a day, 120 healthy days, then a covariate shift ------------------
+
+CHURN_ROWS = 200
+CHURN_PLANS = ("basic", "plus", "pro")
+CHURN_PLAN_SHARES = (0.5, 0.35, 0.15)
+CHURN_PLAN_LOGIT = {"basic": 0.3, "plus": 0.0, "pro": -0.5}
+CHURN_REGIONS = ("north", "south", "east", "west")
+CHURN_REGION_SHARES = (0.3, 0.25, 0.25, 0.2)
+
+
+def _churn_day(rng: np.random.Generator, day: date, tag: str, n: int, *, shifted: bool = False,
+               until_hour: float = 24.0) -> pd.DataFrame:
+    """One day of a churn model's predictions. The deployed model is the true concept, so it is
+    calibrated; the shift (a price rise: higher monthly spend, more support calls) moves the
+    inputs, not the concept."""
+    tenure = np.round(np.minimum(rng.gamma(2.0, 12.0, size=n), 120.0), 1)
+    spend = np.round(rng.lognormal(3.6, 0.45, size=n) * (1.35 if shifted else 1.0), 2)
+    calls = rng.poisson(2.2 if shifted else 1.2, size=n).astype(float)
+    plan = np.asarray(CHURN_PLANS)[rng.choice(3, size=n, p=CHURN_PLAN_SHARES)]
+    region = np.asarray(CHURN_REGIONS)[rng.choice(4, size=n, p=CHURN_REGION_SHARES)]
+    z = (-1.0 - 0.035 * (tenure - 24.0) + 0.55 * (calls - 1.2) + 0.015 * (spend - 38.0)
+         + np.vectorize(CHURN_PLAN_LOGIT.get)(plan))
+    score = 1.0 / (1.0 + np.exp(-z))
+    churned = (rng.random(n) < score).astype(int)
+    return pd.DataFrame({
+        "customer_id": [f"c-{tag}-{i:04d}" for i in range(n)],
+        "event_ts": _event_times(rng, day, n, until_hour),
+        "model_version": "churn-v1",
+        "tenure_months": tenure, "monthly_spend": spend, "support_calls": calls,
+        "plan": plan, "region": region,
+        "score": np.round(score, 5), "predicted_label": (score >= 0.5).astype(int),
+        "churned": churned,
+    })
+
+
+CHURN_SPEC = {
+    "name": "churn",
+    "task": "binary_classification",
+    "description": "Monthly churn risk per customer; 200 scored a day (exists only in the "
+                   "incident library).",
+    "owner": "retention-ml",
+    "timezone": "UTC",
+    "retries": 1,
+    "source": {"kind": "file", "path": "{home}/incident/data/predictions/ds={ds}.parquet"},
+    "landing": {"kind": "manifest", "path": "{home}/incident/data/landing.json",
+                "deadline_hours": 6},
+    "columns": {"id": "customer_id", "timestamp": "event_ts", "model_version": "model_version"},
+    "features": [
+        {"name": "tenure_months", "kind": "numerical", "bounds": [0, 600]},
+        {"name": "monthly_spend", "kind": "numerical", "bounds": [0, 10000]},
+        {"name": "support_calls", "kind": "numerical", "bounds": [0, 100]},
+        {"name": "plan", "kind": "categorical"},
+        {"name": "region", "kind": "categorical"},
+    ],
+    "prediction": {"score": "score", "label": "predicted_label", "threshold": 0.5},
+    "segments": ["plan"],
+    "reference": {"training": "{home}/incident/data/training.parquet"},
+    "labels": {"source": {"kind": "file",
+                          "path": "{home}/incident/data/labels/arrived={ds}.parquet"},
+               "join_key": "customer_id", "label_column": "churned",
+               "timestamp_column": "label_ts", "max_delay_days": 10},
+    "suites": {"ingestion": "{home}/incident/ingestion.json",
+               "features": "{home}/incident/features.json"},
+    "slos": [
+        {"name": "data-quality", "sli": "data_quality", "kind": "ratio", "objective": 0.95,
+         "gates": ["model", "features"]},
+        {"name": "freshness", "sli": "freshness", "kind": "timeslice", "objective": 0.9,
+         "gates": ["model", "features"]},
+        # What a newcomer writes: daily accuracy two points below the training set's.
+        {"name": "model-quality", "sli": "accuracy", "kind": "timeslice", "objective": 0.9,
+         "threshold": None, "direction": "at_least", "quality": True, "gates": ["model"]},
+        {"name": "prediction-stability", "sli": "prediction_stability", "kind": "timeslice",
+         "objective": 0.9, "gates": ["model"]},
+        {"name": "feature-drift", "sli": "feature_drift", "kind": "timeslice",
+         "objective": 0.9, "gates": ["model"]},
+    ],
+    "alerts": {"routes": [{"severity": "page", "channel": "#churn-oncall"},
+                          {"severity": "ticket", "channel": "#churn-ml"},
+                          {"severity": "info", "channel": "#churn-ml"}]},
+}
+
+
+def _labels_for(frame: pd.DataFrame, rng: np.random.Generator, day: date, id_col: str,
+                label_col: str, delays: tuple[int, int], never: float) -> pd.DataFrame:
+    n = len(frame)
+    delay = rng.integers(delays[0], delays[1] + 1, size=n)
+    keep = rng.random(n) >= never
+    ts = (pd.Timestamp(day) + pd.to_timedelta(delay, unit="D")
+          + pd.to_timedelta(rng.integers(0, 86_400, size=n), unit="s"))
+    return pd.DataFrame({id_col: frame[id_col].to_numpy(), label_col: frame[label_col].to_numpy(),
+                         "label_ts": ts})[keep]
+
+
+def small_batch_shift(tmp: Path) -> None:
+    healthy, shifted = 120, 30
+    n_days = healthy + shifted
+    first = date(2025, 1, 1)
+    onset = healthy + 1
+    rng = np.random.default_rng([SEED, 4, 0])
+    train = pd.concat([_churn_day(rng, first - timedelta(days=90 - i), f"t{i:03d}", 50)
+                       for i in range(60)], ignore_index=True)
+    batches, landing, labels = {}, {}, []
+    for i in range(1, n_days + 1):
+        day = first + timedelta(days=i - 1)
+        rng = np.random.default_rng([SEED, 4, i])
+        # Day 1 is partial, as on the real data: the upstream job delivered the first six hours.
+        until = 6.0 if i == 1 else 24.0
+        n = round(CHURN_ROWS * rng.uniform(0.92, 1.08) * (until / 24.0))
+        frame = _churn_day(rng, day, f"{day:%Y%m%d}", n, shifted=i >= onset, until_hour=until)
+        labels.append(_labels_for(frame, rng, day, "customer_id", "churned", (1, 5), 0.02))
+        batches[day.isoformat()] = frame.drop(columns=["churned"])
+        landing[day.isoformat()] = f"{day + timedelta(days=1)}T0{1 + i % 3}:{10 + i % 40:02d}:00+00:00"
+    labels = pd.concat(labels, ignore_index=True)
+    end = pd.Timestamp(first + timedelta(days=n_days))
+    labels = labels[labels["label_ts"] < end]
+    # The newcomer's threshold: two points below the training set's accuracy.
+    accuracy = float((train["predicted_label"] == train["churned"]).mean())
+    spec = json.loads(json.dumps(CHURN_SPEC))
+    spec["slos"][2]["threshold"] = round(accuracy - 0.02, 2)
+    ingestion = _ingestion_suite(
+        "churn.ingestion", ["customer_id", "event_ts", "model_version", "tenure_months",
+                            "monthly_spend", "support_calls", "plan", "region", "score",
+                            "predicted_label"], "customer_id", "event_ts",
+        ["customer_id", "score", "tenure_months", "monthly_spend", "support_calls", "plan"])
+    days = _Days(first)
+    snap = Snapshot(
+        name="small_batch_shift", model="churn", origin="new shape (real-data report, issue 14)",
+        title="Small batches: 200 predictions a day, 120 healthy days (the first one partial), "
+              "then a price rise shifts monthly_spend and support_calls for good",
+        days=list(range(1, n_days + 1)), onset=onset, labels=True,
+        notes="Labels arrive 1-5 days late, 2% never. The SLOs, suites and statistical settings "
+              "are a newcomer's: the healthy days must stay quiet and the gate open.",
+        expect=[
+            {"stage": "drift", "subject": "monthly_spend", "severity": "ticket", "by_day": 2},
+            {"stage": "drift", "subject": "support_calls", "severity": "ticket", "by_day": 2},
+        ])
+    _write(snap, days, spec=spec, batches=batches, training=train, landing=landing,
+           labels=labels, daily_rows=CHURN_ROWS,
+           extra_files={"ingestion.json": json.dumps(ingestion, indent=2) + "\n"},
+           limits={"healthy": [{"first": days.ds(1), "last": days.ds(healthy)}],
+                   "gate_open_share": 0.9, "messages_per_30_healthy_days": 5})
+
+
+# ---- a yearly cycle: a temperature-driven demand model over one year ---------------------------
+
+DEMAND_ROWS = 300
+DEMAND_SIZES = ("small", "medium", "large")
+DEMAND_SIZE_MINUTES = {"small": -8.0, "medium": 0.0, "large": 14.0}
+DEMAND_HOUR_WEIGHTS = np.array(demo.ETA_HOUR_WEIGHTS, dtype=float)
+
+
+def _temperature(rng: np.random.Generator, day: date, n: int) -> np.ndarray:
+    """Daily temperature in Celsius: a yearly cycle (coldest in mid-January, warmest in mid-July)
+    with day-to-day weather on top."""
+    doy = day.timetuple().tm_yday
+    level = 12.0 + 10.0 * np.sin(2 * np.pi * (doy - 105) / 365.25)
+    weather = rng.normal(0.0, 2.0)  # the day's weather: every reading of the day shares it
+    return np.round(level + weather + rng.normal(0.0, 3.0, size=n), 1)
+
+
+def _demand_day(rng: np.random.Generator, day: date, tag: str, n: int, *,
+                fahrenheit: bool = False) -> pd.DataFrame:
+    temp = _temperature(rng, day, n)
+    hour = rng.choice(24, size=n, p=DEMAND_HOUR_WEIGHTS / DEMAND_HOUR_WEIGHTS.sum()).astype(float)
+    promo = np.where(rng.random(n) < 0.15, "yes", "no")
+    size = np.asarray(DEMAND_SIZES)[rng.choice(3, size=n, p=(0.4, 0.4, 0.2))]
+    pred = (60.0 + 1.4 * np.abs(temp - 18.0) + 12.0 * (promo == "yes")
+            + np.vectorize(DEMAND_SIZE_MINUTES.get)(size) + 0.8 * np.abs(hour - 13.0))
+    return pd.DataFrame({
+        "order_id": [f"d-{tag}-{i:04d}" for i in range(n)],
+        "event_ts": _event_times(rng, day, n),
+        "model_version": "demand-v2",
+        # The month-9 bug: one upstream release sends Fahrenheit instead of Celsius.
+        "temperature": np.round(temp * 1.8 + 32.0, 1) if fahrenheit else temp,
+        "hour": hour, "promo": promo, "store_size": size,
+        "predicted_units": np.round(pred, 2),
+    })
+
+
+DEMAND_SPEC = {
+    "name": "demand",
+    "task": "regression",
+    "description": "Daily units forecast per store order; demand follows the temperature, "
+                   "which follows the seasons (exists only in the incident library).",
+    "owner": "supply-ml",
+    "timezone": "UTC",
+    "retries": 1,
+    "source": {"kind": "file", "path": "{home}/incident/data/predictions/ds={ds}.parquet"},
+    "landing": {"kind": "manifest", "path": "{home}/incident/data/landing.json",
+                "deadline_hours": 6},
+    "columns": {"id": "order_id", "timestamp": "event_ts", "model_version": "model_version"},
+    "features": [
+        # The inputs follow the seasons: compared with the same time last year when that is
+        # staged, else with the recent days only; the training set (all seasons) is no yardstick.
+        {"name": "temperature", "kind": "numerical", "bounds": [-60, 60], "seasonal": "yearly"},
+        {"name": "hour", "kind": "numerical", "bounds": [0, 23]},
+        {"name": "promo", "kind": "categorical"},
+        {"name": "store_size", "kind": "categorical"},
+    ],
+    "prediction": {"label": "predicted_units"},
+    "reference": {"training": "{home}/incident/data/training.parquet"},
+    "suites": {"ingestion": "{home}/incident/ingestion.json",
+               "features": "{home}/incident/features.json"},
+    "slos": [
+        {"name": "data-quality", "sli": "data_quality", "kind": "ratio", "objective": 0.95,
+         "gates": ["model", "features"]},
+        {"name": "freshness", "sli": "freshness", "kind": "timeslice", "objective": 0.9,
+         "gates": ["model", "features"]},
+        {"name": "prediction-stability", "sli": "prediction_stability", "kind": "timeslice",
+         "objective": 0.9, "gates": ["model"]},
+        {"name": "feature-drift", "sli": "feature_drift", "kind": "timeslice",
+         "objective": 0.9, "gates": ["model"]},
+    ],
+    "alerts": {"routes": [{"severity": "page", "channel": "#demand-oncall"},
+                          {"severity": "ticket", "channel": "#demand-ml"},
+                          {"severity": "info", "channel": "#demand-ml"}]},
+}
+
+
+def seasonal_yearly_cycle(tmp: Path) -> None:
+    first, n_days = date(2024, 7, 1), 365
+    onset, bug_days = 253, 10  # 2025-03-10 .. 2025-03-19: the Fahrenheit release
+    rng = np.random.default_rng([SEED, 5, 0])
+    # The training set spans the previous year: every season is in it.
+    train = pd.concat([_demand_day(rng, first - timedelta(days=365 - 7 * i), f"t{i:03d}", 100)
+                       for i in range(52)], ignore_index=True)
+    batches, landing = {}, {}
+    for i in range(1, n_days + 1):
+        day = first + timedelta(days=i - 1)
+        rng = np.random.default_rng([SEED, 5, i])
+        n = round(DEMAND_ROWS * rng.uniform(0.92, 1.08))
+        batches[day.isoformat()] = _demand_day(rng, day, f"{day:%Y%m%d}", n,
+                                               fahrenheit=onset <= i < onset + bug_days)
+        landing[day.isoformat()] = f"{day + timedelta(days=1)}T0{1 + i % 3}:{10 + i % 40:02d}:00+00:00"
+    ingestion = _ingestion_suite(
+        "demand.ingestion", ["order_id", "event_ts", "model_version", "temperature", "hour",
+                             "promo", "store_size", "predicted_units"], "order_id", "event_ts",
+        ["order_id", "temperature", "predicted_units"])
+    days = _Days(first)
+    healthy = [{"first": days.ds(1), "last": days.ds(onset - 1)},
+               {"first": days.ds(onset + bug_days + 1), "last": days.ds(n_days)}]
+    snap = Snapshot(
+        name="seasonal_yearly_cycle", model="demand", origin="new shape (real-data report, issue 14)",
+        title="A year of a seasonal input: temperature follows the seasons all year; in month 9 "
+              "an upstream release sends it in Fahrenheit for ten days",
+        days=list(range(1, n_days + 1)), onset=onset,
+        notes="temperature is declared seasonal in the spec. Over the year no drift may page "
+              "on a healthy day, while the Fahrenheit days are caught at once.",
+        expect=[
+            {"stage": "drift", "subject": "temperature", "severity": "ticket", "by_day": 2},
+        ])
+    _write(snap, days, spec=DEMAND_SPEC, batches=batches, training=train, landing=landing,
+           daily_rows=DEMAND_ROWS, seasonal_columns=("temperature",),
+           extra_files={"ingestion.json": json.dumps(ingestion, indent=2) + "\n"},
+           limits={"healthy": healthy, "pages_on_healthy_days": 0})
+
+
 INCIDENTS = {f.__name__: f for f in (demo_upstream_bug, demo_seasonal_drift, demo_late_partition,
                                      demo_concept_drift, slow_label_pipeline,
-                                     silently_frozen_feature, one_segment_outage, feedback_loop)}
+                                     silently_frozen_feature, one_segment_outage, feedback_loop,
+                                     small_batch_shift, seasonal_yearly_cycle)}
 
 
 def main(argv: list[str] | None = None) -> int:

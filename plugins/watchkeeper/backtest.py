@@ -88,6 +88,32 @@ class Expectation(_Strict):
         return f"{self.stage} {self.subject}{seg} {self.severity} by day {self.by_day}"
 
 
+class DayRange(_Strict):
+    first: date
+    last: date
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.last < self.first:
+            raise ValueError(f"last {self.last} is before first {self.first}")
+        return self
+
+
+class Limits(_Strict):
+    """What the replay's healthy days may cost: a monitor that catches the incident by paging
+    every day, or by keeping the gate closed, fails its backtest too."""
+
+    healthy: list[DayRange] | None = Field(
+        default=None, description="the healthy days (default: the replayed days before onset)")
+    gate_open_share: float | None = Field(
+        default=None, ge=0, le=1, description="least share of healthy days whose model gate is open")
+    messages_per_30_healthy_days: float | None = Field(
+        default=None, ge=0, description="most messages sent per 30 healthy days")
+    pages_on_healthy_days: int | None = Field(
+        default=None, ge=0, description="most page messages on healthy days")
+    max_pages: int | None = Field(default=None, ge=0, description="most page messages in all")
+
+
 class IncidentDoc(_Strict):
     title: str = Field(min_length=1)
     origin: str = ""
@@ -95,6 +121,7 @@ class IncidentDoc(_Strict):
     replay: Replay
     onset: date
     expect: list[Expectation] = Field(min_length=1)
+    limits: Limits | None = None
     notes: str = ""
 
 
@@ -180,6 +207,11 @@ def load_incident(folder: Path) -> Incident:
                 problems.append((f"{where}.segment", f"{e.segment!r} must be column=value with a "
                                                      f"segment column of the spec "
                                                      f"({', '.join(spec.segments) or 'none'})"))
+    for i, r in enumerate((doc.limits.healthy or []) if doc.limits else []):
+        if r.first < doc.replay.first or r.last > doc.replay.last:
+            problems.append((f"limits.healthy[{i}]", f"{r.first} .. {r.last} is not inside the "
+                                                     f"replay {doc.replay.first} .. "
+                                                     f"{doc.replay.last}"))
     if problems:
         raise IncidentError(f"{path}: invalid incident\n"
                             + "\n".join(f"  - {f}: {r}" for f, r in problems))
@@ -257,9 +289,11 @@ def _environment(home: Path):
                 os.environ[k] = v
 
 
-def replay(incident: Incident, workdir: Path):
-    """Run every replay day through the monitors in a fresh home; returns the opened store."""
-    from watchkeeper import analysis, day_alerts, monitor
+def replay(incident: Incident, workdir: Path, gates: dict[str, str] | None = None):
+    """Run every replay day through the monitors in a fresh home; returns the opened store.
+    `gates`, when given, receives each day's model-scope gate decision as of that day (asked
+    after the day's runs, as a deploy pipeline would ask that evening; not audited)."""
+    from watchkeeper import analysis, day_alerts, gatekeeper, monitor
     from watchkeeper.spec import get_spec
     from watchkeeper.store import open_store
 
@@ -287,6 +321,9 @@ def replay(incident: Incident, workdir: Path):
                 label_pipeline.ingest(spec, ds)
                 label_pipeline.restate(spec, ds, store)
                 day_alerts.raise_for(spec, ds, store, "labels")
+            if gates is not None:
+                gates[ds] = gatekeeper.ask(spec.name, "model", as_of=ds, store=store,
+                                           record=False).decision
     return store
 
 
@@ -321,6 +358,12 @@ class IncidentResult:
     seconds: float
     outcomes: list[Outcome]
     error: str | None = None
+    measures: dict = field(default_factory=dict)
+    limits: list[dict] = field(default_factory=list)  # {name, limit, value, ok}
+
+    @property
+    def within_limits(self) -> bool:
+        return all(x["ok"] for x in self.limits)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -401,14 +444,80 @@ def match(incident: Incident, store) -> list[Outcome]:
     return out
 
 
+# Outbox statuses that are a message somebody receives (or will, once delivered): folded and
+# grouped rows are recorded in an incident without a message of their own; silenced and
+# digested ones are not sent as such either.
+MESSAGE_STATUSES = ("pending", "sending", "sent", "failed")
+
+
+def healthy_days(incident: Incident) -> list[str]:
+    lim = incident.doc.limits
+    if lim is not None and lim.healthy:
+        days = set()
+        for r in lim.healthy:
+            n = (r.last - r.first).days
+            days |= {(r.first + timedelta(days=i)).isoformat() for i in range(n + 1)}
+        return sorted(days)
+    return [d for d in incident.days if date.fromisoformat(d) < incident.doc.onset]
+
+
+def measure(incident: Incident, store, gates: dict[str, str]) -> tuple[dict, list[dict]]:
+    """The cost of the replay to the people on call, and the incident's limits checked on it."""
+    rows = [r for r in store.outbox(incident.spec.name) if r.status in MESSAGE_STATUSES]
+    healthy = set(healthy_days(incident))
+    n_days = len(incident.days)
+    on_healthy = [r for r in rows if r.ds in healthy]
+    pages = [r for r in rows if r.severity == "page"]
+    open_healthy = sum(1 for d in healthy if gates.get(d) == "open")
+    m = {
+        "days": n_days,
+        "healthy_days": len(healthy),
+        "messages": len(rows),
+        "pages": len(pages),
+        "messages_on_healthy_days": len(on_healthy),
+        "pages_on_healthy_days": sum(1 for r in on_healthy if r.severity == "page"),
+        "messages_per_30_healthy_days": round(30 * len(on_healthy) / len(healthy), 2) if healthy else None,
+        "alerts_per_model_day": round(len(rows) / n_days, 3) if n_days else None,
+        "pages_per_model_month": round(30 * len(pages) / n_days, 3) if n_days else None,
+        "gate_open_healthy_days": open_healthy,
+        "gate_open_share": round(open_healthy / len(healthy), 3) if healthy else None,
+        "gate_by_day": dict(sorted(gates.items())),
+    }
+    checks = []
+    lim = incident.doc.limits
+    if lim is not None:
+        def check(name: str, limit, value, ok: bool) -> None:
+            checks.append({"name": name, "limit": limit, "value": value, "ok": bool(ok)})
+
+        if lim.gate_open_share is not None:
+            v = m["gate_open_share"]
+            check("gate_open_share", f">= {lim.gate_open_share}", v,
+                  v is not None and v >= lim.gate_open_share)
+        if lim.messages_per_30_healthy_days is not None:
+            v = m["messages_per_30_healthy_days"]
+            check("messages_per_30_healthy_days", f"<= {lim.messages_per_30_healthy_days}", v,
+                  v is not None and v <= lim.messages_per_30_healthy_days)
+        if lim.pages_on_healthy_days is not None:
+            v = m["pages_on_healthy_days"]
+            check("pages_on_healthy_days", f"<= {lim.pages_on_healthy_days}", v,
+                  v <= lim.pages_on_healthy_days)
+        if lim.max_pages is not None:
+            check("pages", f"<= {lim.max_pages}", m["pages"], m["pages"] <= lim.max_pages)
+    return m, checks
+
+
 def run_incident(incident: Incident, workdir: Path) -> IncidentResult:
     from watchkeeper.store import close_all_stores
 
     t0 = time.monotonic()
     error = None
+    measures: dict = {}
+    checks: list[dict] = []
     try:
-        store = replay(incident, workdir)
+        gates: dict[str, str] = {}
+        store = replay(incident, workdir, gates)
         outcomes = match(incident, store)
+        measures, checks = measure(incident, store, gates)
     except IncidentError:
         raise
     except Exception as err:  # noqa: BLE001 - monitors that crash on the incident fail it
@@ -416,11 +525,14 @@ def run_incident(incident: Incident, workdir: Path) -> IncidentResult:
         outcomes = [Outcome(stage=e.stage, subject=e.subject, segment=e.segment,
                             severity=e.severity, by_day=e.by_day, verdict="error")
                     for e in incident.doc.expect]
+        if incident.doc.limits is not None:
+            checks = [{"name": "replay", "limit": "no error", "value": error, "ok": False}]
     finally:
         close_all_stores()
     return IncidentResult(name=incident.name, title=incident.doc.title, model=incident.doc.model,
                           onset=incident.doc.onset.isoformat(), days=len(incident.days),
-                          seconds=round(time.monotonic() - t0, 1), outcomes=outcomes, error=error)
+                          seconds=round(time.monotonic() - t0, 1), outcomes=outcomes, error=error,
+                          measures=measures, limits=checks)
 
 
 def _run_folder(folder: Path, workdir: Path) -> IncidentResult:
@@ -457,7 +569,8 @@ def run(library: Path | None = None, only: list[str] | None = None, progress=Non
 
 
 def passed(results: list[IncidentResult]) -> bool:
-    return all(o.verdict == "caught" for r in results for o in r.outcomes)
+    return all(o.verdict == "caught" for r in results for o in r.outcomes) and all(
+        r.within_limits for r in results)
 
 
 # ----- presentation ---------------------------------------------------------------------------
@@ -473,6 +586,9 @@ def table(results: list[IncidentResult]) -> str:
             if o.noise_before_onset:
                 verdict += f"  (also before onset: {len(o.noise_before_onset)} day(s))"
             rows.append((r.name if i == 0 else "", o.expected_text(), detected, verdict))
+        for x in r.limits:
+            rows.append(("", f"limit {x['name']} {x['limit']}", f"{x['value']}",
+                         "ok" if x["ok"] else "OVER LIMIT"))
         if r.error:
             rows.append(("", f"  error: {r.error}", "", ""))
     widths = [max(len(x[i]) for x in [head, *rows]) for i in range(3)]
@@ -484,6 +600,8 @@ def table(results: list[IncidentResult]) -> str:
     lines.append(f"{len(results)} incident(s), {counts['expectations']} expectation(s): "
                  f"{counts['caught']} caught, {counts['late']} late, {counts['missed']} missed"
                  + (f", {counts['error']} error" if counts["error"] else "")
+                 + (f"; {counts['limits_exceeded']} limit(s) exceeded"
+                    if counts["limits_exceeded"] else "")
                  + f" ({secs:.0f} s of replay)")
     return "\n".join(lines)
 
@@ -491,4 +609,5 @@ def table(results: list[IncidentResult]) -> str:
 def summary(results: list[IncidentResult]) -> dict:
     verdicts = [o.verdict for r in results for o in r.outcomes]
     return {"expectations": len(verdicts),
-            **{v: verdicts.count(v) for v in ("caught", "late", "missed", "error")}}
+            **{v: verdicts.count(v) for v in ("caught", "late", "missed", "error")},
+            "limits_exceeded": sum(1 for r in results for x in r.limits if not x["ok"])}
