@@ -416,10 +416,36 @@ def _alert_matches(e: Expectation, row) -> bool:
     return row.kind == ALERT_KIND[e.stage]
 
 
+# A row somebody was told about: sent (or on its way), or carried by a group message.
+TOLD_STATUSES = (*("pending", "sending", "sent", "failed"), "grouped")
+
+
+def _told(rows, onset: date):
+    """Whether a row told a person about its condition since the onset: the row itself was sent
+    (or grouped into a sent message), or it is folded into an incident whose thread got a message
+    on or after the onset and not after the row. A folded row of an incident announced before
+    the onset (noise that never cleared) does not count: nobody was told about the incident."""
+    told_days: dict[str, list[str]] = {}
+    for r in rows:
+        if r.status in TOLD_STATUSES:
+            told_days.setdefault(r.thread_key, []).append(r.ds)
+
+    def told(r) -> bool:
+        if r.status in TOLD_STATUSES:
+            return True
+        if r.status != "folded":
+            return False
+        return any(onset.isoformat() <= d <= r.ds for d in told_days.get(r.thread_key, ()))
+
+    return told
+
+
 def match(incident: Incident, store) -> list[Outcome]:
     spec, doc = incident.spec, incident.doc
-    rows = [r for r in store.outbox(spec.name) if r.kind != "recovery"]
     onset = doc.onset
+    everything = store.outbox(spec.name)
+    told = _told(everything, onset)
+    rows = [r for r in everything if r.kind != "recovery" and told(r)]
     out = []
     for e in doc.expect:
         needs_finding = e.stage not in ("labels", "slo")
