@@ -1123,6 +1123,7 @@ class ConceptDriftFinding:
     per metric (realized, estimated, difference, median, spread, low, high, direction "worse" /
     "better" / None, ...). ``worst``: the largest shortfall (estimated - realized) of a worse
     metric (larger = worse), ``worst_text`` the same in words; None unless suspected.
+    ``learning_days``: the days the bands were learned over (before outliers were left out).
     """
 
     status: str
@@ -1134,11 +1135,13 @@ class ConceptDriftFinding:
     worst: float | None = None
     worst_metric: str | None = None
     worst_text: str | None = None
+    learning_days: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "suspected": self.suspected, "reason": self.reason,
                 "metrics": _plain(self.metrics), "k": self.k, "prediction_ds": self.prediction_ds,
-                "worst": _plain(self.worst), "worst_metric": self.worst_metric, "worst_text": self.worst_text}
+                "worst": _plain(self.worst), "worst_metric": self.worst_metric, "worst_text": self.worst_text,
+                "learning_days": list(self.learning_days)}
 
 
 def _learning(days: Iterable[LearningDay | Mapping[str, Any]]) -> list[LearningDay]:
@@ -1177,6 +1180,7 @@ def concept_drift_check(
     if isinstance(estimated, PerformanceEstimate) and estimated.status != "estimated":
         return ConceptDriftFinding("not_estimated", False, where + (estimated.reason or "no estimate"), [], float(k), prediction_ds)
     days = _learning(learning)
+    seen = [d.ds for d in days]
     floors = dict(floors or {})
     rows = compare_estimate(estimated, realized, metrics)
     judged, worse, better, unjudged = [], [], [], []
@@ -1225,13 +1229,15 @@ def concept_drift_check(
             "suspected", True, reason, rows, float(k), prediction_ds,
             worst=float(top["estimated"] - top["realized"]), worst_metric=top["metric"],
             worst_text=(f"{top['metric']} {top['realized']:.4f} vs estimated {top['estimated']:.4f} "
-                        f"({top['difference']:+.4f})" + (f" on {prediction_ds}" if prediction_ds else "")))
+                        f"({top['difference']:+.4f})" + (f" on {prediction_ds}" if prediction_ds else "")),
+            learning_days=seen)
     if not judged:
-        return ConceptDriftFinding("inconclusive", False, where + "nothing to judge: " + ", ".join(unjudged), rows, float(k), prediction_ds)
+        return ConceptDriftFinding("inconclusive", False, where + "nothing to judge: " + ", ".join(unjudged), rows,
+                                   float(k), prediction_ds, learning_days=seen)
     calm = [r["metric"] for r in judged if r["direction"] is None]
     reason = where + (("realized quality is within the estimate's band for " + ", ".join(calm)) if calm
                       else "no metric falls short of its estimate beyond the band")
-    return ConceptDriftFinding("ok", False, reason + tail, rows, float(k), prediction_ds)
+    return ConceptDriftFinding("ok", False, reason + tail, rows, float(k), prediction_ds, learning_days=seen)
 
 
 # ---------------------------------------------------------------------------------------------
