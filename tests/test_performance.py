@@ -428,6 +428,61 @@ def test_near_identical_learning_days_do_not_make_rounding_a_finding():
     assert g.suspected and g.metrics[0]["spread"] == pytest.approx(0.001)
 
 
+def test_a_sustained_fall_too_small_for_one_day_is_caught_pooled_with_the_days_before_it():
+    """At a few hundred labels a day one day cannot show a 7-point accuracy fall; three days can."""
+    rng = np.random.default_rng(61)
+    acc, n = 0.85, 400
+    sd = np.sqrt(acc * (1 - acc) / n)  # 0.0179; with these learning days the day's band is about +-0.09
+
+    def day(ds, diff):
+        return LearningDay(ds, {"accuracy": diff}, {"accuracy": sd})
+
+    healthy = [day(f"2024-03-{i + 1:02d}", float(v)) for i, v in enumerate(rng.normal(0, sd, 14))]
+    floors = {"accuracy": sd}
+
+    def check(diff, recent):
+        return concept_drift_check({"accuracy": acc + diff}, {"accuracy": acc}, healthy, floors=floors,
+                                   recent=recent, metrics=("accuracy",), prediction_ds="2024-04-03")
+
+    falling = [day("2024-04-01", -0.07), day("2024-04-02", -0.075)]
+    alone = check(-0.07, [])
+    assert alone.status == "ok" and alone.metrics[0]["low"] < -0.075  # each inside the day's band
+    f = check(-0.07, falling)
+    [row] = f.metrics
+    assert f.suspected and row["direction"] == "worse" and row["basis"] == "pooled"
+    p = row["pooled"]
+    assert p["days"] == ["2024-04-01", "2024-04-02", "2024-04-03"]
+    assert p["difference"] == pytest.approx((-0.07 - 0.075 - 0.07) / 3)  # equal floors: the mean
+    assert p["floor_sd"] == pytest.approx(sd / np.sqrt(3)) and p["difference"] < p["low"]
+    assert p["spread"] == pytest.approx(max(row["mad_sd"] / np.sqrt(3), sd / np.sqrt(3)), rel=1e-9)
+    assert ("pooled with the 2 mature day(s) before it (2024-04-01, 2024-04-02) the difference is "
+            f"{p['difference']:+.4f}, below the pooled band [{p['low']:+.4f}, {p['high']:+.4f}]") in f.reason
+    assert f.reason.startswith("prediction-day 2024-04-03: worse than estimated: realized accuracy")
+    # only the newest pool_days - 1 recent days are pooled
+    assert check(-0.07, [day("2024-03-30", 0.0)] + falling).metrics[0]["pooled"]["days"][0] == "2024-04-01"
+    # a recent day outside the band is an outlier judged on its own: not pooled, so it does not
+    # make its neighbours suspect
+    bad_day = [day("2024-04-01", 0.0), day("2024-04-02", -0.30)]
+    g = check(-0.01, bad_day)
+    assert not g.suspected and g.metrics[0]["pooled"]["days"] == ["2024-04-01", "2024-04-03"]
+    # the day itself above the median: the fall of the days before it does not make it suspect
+    h = check(+0.02, falling)
+    assert not h.suspected and h.metrics[0]["direction"] is None
+    # pooled better than estimated: reported, never suspected
+    b = check(+0.06, [day("2024-04-01", 0.065), day("2024-04-02", 0.06)])
+    assert not b.suspected and b.metrics[0]["direction"] == "better" and b.metrics[0]["basis"] == "pooled"
+    assert "worse than estimated" not in b.reason and "better than estimated" in b.reason
+
+def test_below_a_pessimistic_estimates_normal_but_above_the_estimate_is_not_worse():
+    # A model that usually beats its estimate by 5 points: realized 2 points above the estimate
+    # is below its normal, but it is not worse than estimated, and is not called so.
+    days = [LearningDay(f"d{i}", {"accuracy": 0.05 + 0.001 * (i % 3)}) for i in range(14)]
+    f = concept_drift_check({"accuracy": 0.92}, {"accuracy": 0.90}, days, metrics=("accuracy",))
+    [row] = f.metrics
+    assert row["difference"] < row["low"] and row["difference"] > 0
+    assert (f.status, f.suspected, row["direction"]) == ("ok", False, None)
+    assert "worse than estimated" not in f.reason
+
 def test_difference_floor_is_the_binomial_sd_at_the_days_counts():
     est = {"accuracy": 0.9, "precision": 0.5, "recall": 0.8, "f1": 0.6, "roc_auc": 0.85}
     f = difference_floor(est, n=2000, positives=100, predicted_positives=160)

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 FAMILY = "quality"
 HEALTHY_DAYS = 14  # the first mature days of a model set the estimate's normal error (concept drift)
+POOL_WINDOW_DAYS = 6  # concept drift pools a day with mature days at most this many days before it
 
 
 def history_dir(model: str) -> Path:
@@ -322,25 +323,31 @@ def _judge_concept_drift(store, spec: ModelSpec, ds: str, fresh: dict[str, dict]
 
     A day d is compared with the band learned over the model's first HEALTHY_DAYS mature
     prediction-days before d whose estimate used the same calibration (an estimate made with
-    another calibrator, or with raw scores, has another normal error). The days are the store's
-    as known the day before ds, with this run's restatement of the window on top: a re-run of ds
-    then sees exactly what its first run saw, and a day's verdict does not depend on later days.
+    another calibrator, or with raw scores, has another normal error), and pooled with the
+    newest CONCEPT_POOL_DAYS - 1 of them within POOL_WINDOW_DAYS before it, which are then left
+    out of its learning days (a sample is not its own reference). The days are the store's as known the day before ds,
+    with this run's restatement of the window on top: a re-run of ds then sees exactly what its
+    first run saw, and a day's verdict does not depend on later days.
     """
     from watchkeeper import performance as perf
 
     before = (date.fromisoformat(ds) - timedelta(days=1)).isoformat()
     known = {m.ds: m.payload for m in store.metrics(spec.name, FAMILY, as_known_on=before)}
     known.update(fresh)
-    learnable = sorted((d, p) for d, p in known.items() if _judgeable(p))
+    learnable = [(d, _calibration_id(p), perf.LearningDay(
+        d, {k: p["metrics"].get(k) - v for k, v in p["estimated"].items()
+            if k in perf.ESTIMATED_METRICS and p["metrics"].get(k) is not None}, _floors(p)))
+        for d, p in sorted(known.items()) if _judgeable(p)]
     for pds, p in fresh.items():
         if not _judgeable(p):
             continue
         cal_id = _calibration_id(p)
-        learning = [perf.LearningDay(d, {k: q["metrics"].get(k) - v for k, v in q["estimated"].items()
-                                         if k in perf.ESTIMATED_METRICS and q["metrics"].get(k) is not None},
-                                     _floors(q))
-                    for d, q in learnable if d < pds and _calibration_id(q) == cal_id][:HEALTHY_DAYS]
+        same = [day for d, c, day in learnable if d < pds and c == cal_id]
+        since = (date.fromisoformat(pds) - timedelta(days=POOL_WINDOW_DAYS)).isoformat()
+        # the days pooled with d are tested with it, so they are not also its reference
+        recent = [d for d in same if d.ds >= since][-(perf.CONCEPT_POOL_DAYS - 1):]
+        learning = [d for d in same if d not in recent][:HEALTHY_DAYS]
         finding = perf.concept_drift_check(p["metrics"], p["estimated"], learning, floors=_floors(p),
-                                           prediction_ds=pds)
+                                           recent=recent, prediction_ds=pds)
         p["concept_drift"] = finding.suspected
         p["concept_drift_detail"] = finding.to_dict()

@@ -992,6 +992,7 @@ CONCEPT_LEARNING_DAYS = 14
 CONCEPT_MIN_LEARNING_DAYS = 5
 CONCEPT_ITERATIONS = 2
 CONCEPT_MIN_SD = 0.001  # a tenth of a percentage point: below this a difference is rounding
+CONCEPT_POOL_DAYS = 3  # a day inside its band is also judged together with the 2 mature days before it
 HIGHER_IS_BETTER = frozenset(ESTIMATED_METRICS)
 
 
@@ -1066,6 +1067,9 @@ class RobustBand:
     used_days: tuple[str, ...]
     excluded_days: tuple[str, ...]  # learning days outside the band: outliers, not normal
     reason: str = ""
+    # 1.4826 x MAD of the kept days' (difference - median) / floor: how much more the days vary
+    # than their label counts alone explain (about 1 when sampling is all there is)
+    dispersion: float | None = None
 
 
 def robust_band(
@@ -1111,7 +1115,9 @@ def robust_band(
         return RobustBand(metric, "insufficient", None, None, used, excluded,
                           f"{len(used)} of {len(pts)} learning day(s) agree, < {min_days} (the others are outliers)")
     med, mad_sd = stats(keep)
-    return RobustBand(metric, "learned", med, mad_sd, used, excluded)
+    z = (vals[keep] - med) / np.maximum(floors[keep], min_sd)
+    dispersion = MAD_TO_SD * float(np.median(np.abs(z - np.median(z))))
+    return RobustBand(metric, "learned", med, mad_sd, used, excluded, dispersion=dispersion)
 
 
 @dataclass
@@ -1151,17 +1157,41 @@ def _learning(days: Iterable[LearningDay | Mapping[str, Any]]) -> list[LearningD
     return out
 
 
+def _pooled(difference: float, floor: float | None, earlier: Sequence[tuple[str, float, float | None]],
+            min_sd: float) -> tuple[float, float, int]:
+    """Inverse-variance weighted mean of the day's difference and the earlier days', the sd
+    sampling alone gives it, and the number of days pooled (a day's weight is 1 / its floor^2:
+    a day with few labels counts less)."""
+    items = [(difference, floor)] + [(d, f) for _, d, f in earlier]
+    w = np.array([1.0 / max(float(f or 0.0), min_sd) ** 2 for _, f in items])
+    d = np.array([v for v, _ in items])
+    return float(np.sum(w * d) / np.sum(w)), float(1.0 / math.sqrt(np.sum(w))), len(items)
+
+
+def _side(difference: float, low: float, high: float) -> str | None:
+    """Which edge of the band a difference is past ("low" / "high"), counting it only when it is
+    also on that side of 0: realized below (above) the estimate, so the words match the numbers
+    even when the estimate's normal error is large."""
+    if difference < low and difference < 0:
+        return "low"
+    if difference > high and difference > 0:
+        return "high"
+    return None
+
+
 def concept_drift_check(
     realized: MetricSet | MetricsReport | Mapping[str, Any],
     estimated: PerformanceEstimate | Mapping[str, Any],
     learning: Iterable[LearningDay | Mapping[str, Any]],
     *,
     floors: Mapping[str, float | None] | None = None,
+    recent: Sequence[LearningDay] = (),
     k: float = CONCEPT_DRIFT_K,
     metrics: Sequence[str] = ESTIMATED_METRICS,
     min_learning_days: int = CONCEPT_MIN_LEARNING_DAYS,
     iterations: int = CONCEPT_ITERATIONS,
     min_sd: float = CONCEPT_MIN_SD,
+    pool_days: int = CONCEPT_POOL_DAYS,
     prediction_ds: str | None = None,
 ) -> ConceptDriftFinding:
     """Suspected concept drift: realized quality WORSE than its estimate beyond a robust band.
@@ -1169,12 +1199,23 @@ def concept_drift_check(
     Per metric, the difference realized - estimated is compared with the band median +- k x spread
     learned over ``learning`` (the model's first mature days; ``robust_band`` leaves out days that
     are outliers themselves). The spread is the largest of 1.4826 x MAD, this day's ``floors``
-    entry (the sd its label count allows, ``difference_floor``) and ``min_sd``. For these
-    higher-is-better metrics a difference below the low edge is "worse" and makes the day
-    suspected; above the high edge is "better": reported, never suspected (the model doing better
-    than it expects is no reason to page anybody). Metrics without a realized or estimated value,
-    or with fewer than ``min_learning_days`` usable learning days, are not judged; when none can be
-    judged the status is "inconclusive".
+    entry (the sd its label count allows, ``difference_floor``) and ``min_sd``.
+
+    A day inside its band is also judged pooled with the newest ``pool_days - 1`` days of
+    ``recent`` (the mature days just before it, oldest first) that are inside the band too: the
+    inverse-variance weighted mean of their differences (weights 1 / floor^2) against median +- k
+    x spread, spread = the pooled sampling sd times the learning days' dispersion (1.4826 x MAD
+    of their differences in units of their own floors, at least 1), at least ``min_sd``. At a few
+    hundred rows a day one day's labels cannot show a fall that three days together do; days
+    outside the band are left out of the pool so one bad day does not taint its neighbours, and
+    the day itself must be below (above) the median for a pooled worse (better) verdict.
+
+    For these higher-is-better metrics a difference below the low edge (and below 0: realized
+    under the estimate) is "worse" and makes the day suspected; above the high edge (and above 0)
+    is "better": reported, never suspected (the model doing better than it expects is no reason
+    to page anybody). Metrics without a realized or estimated
+    value, or with fewer than ``min_learning_days`` usable learning days, are not judged; when
+    none can be judged the status is "inconclusive".
     """
     where = f"prediction-day {prediction_ds}: " if prediction_ds else ""
     if isinstance(estimated, PerformanceEstimate) and estimated.status != "estimated":
@@ -1190,31 +1231,68 @@ def concept_drift_check(
         floor = floors.get(m)
         r.update({"median": band.median, "mad_sd": band.mad_sd, "floor_sd": _f(floor) if floor is not None else None,
                   "n_learning": len(band.used_days), "excluded_days": list(band.excluded_days),
-                  "spread": None, "low": None, "high": None, "direction": None, "outside": None, "judged": False})
+                  "spread": None, "low": None, "high": None, "direction": None, "basis": None,
+                  "outside": None, "judged": False, "pooled": None})
         if r["difference"] is None or band.status != "learned":
             why = "no realized or estimated value" if r["difference"] is None else band.reason
             r["why_not_judged"] = why
             unjudged.append(f"{m} ({why})")
             continue
-        spread = max(float(band.mad_sd), float(floor or 0.0), float(min_sd))
-        lo, hi = float(band.median) - k * spread, float(band.median) + k * spread
+        med, mad_sd = float(band.median), float(band.mad_sd)
+        spread = max(mad_sd, float(floor or 0.0), float(min_sd))
+        lo, hi = med - k * spread, med + k * spread
         d = float(r["difference"])
-        direction = None
-        if d < lo:
-            direction = "worse" if m in HIGHER_IS_BETTER else "better"
-        elif d > hi:
-            direction = "better" if m in HIGHER_IS_BETTER else "worse"
-        r.update({"spread": spread, "low": lo, "high": hi, "direction": direction,
+        low_is_worse = m in HIGHER_IS_BETTER
+        named = {"low": "worse" if low_is_worse else "better", "high": "better" if low_is_worse else "worse"}
+        direction, basis = None, None
+        if (side := _side(d, lo, hi)) is not None:
+            direction, basis = named[side], "day"
+        elif pool_days > 1:
+            earlier = []
+            for x in recent:
+                v, f = x.differences.get(m), x.floors.get(m)
+                if v is None or not math.isfinite(float(v)):
+                    continue
+                # a recent day outside its own spread of this band is an outlier: not pooled
+                if abs(float(v) - med) <= k * max(mad_sd, float(f or 0.0), float(min_sd)):
+                    earlier.append((x.ds, float(v), f))
+            earlier = earlier[-(int(pool_days) - 1):]
+            if earlier:
+                pd_, pf, n_p = _pooled(d, floor, earlier, float(min_sd))
+                # the pooled sampling sd, widened by how much more than sampling the learning days
+                # vary (with equal floors this is 1.4826 x MAD / sqrt(days pooled))
+                p_spread = max(max(float(band.dispersion or 0.0), 1.0) * pf, float(min_sd))
+                p_lo, p_hi = med - k * p_spread, med + k * p_spread
+                p_side = _side(pd_, p_lo, p_hi)
+                # the day itself must lean the same way, past the median and past the estimate
+                if p_side == "low" and not d < min(med, 0.0) or p_side == "high" and not d > max(med, 0.0):
+                    p_side = None
+                p_dir = named.get(p_side)
+                r["pooled"] = {"days": [ds for ds, _, _ in earlier] + [prediction_ds or "this day"],
+                               "difference": pd_, "floor_sd": pf, "dispersion": band.dispersion,
+                               "spread": p_spread, "low": p_lo, "high": p_hi, "direction": p_dir}
+                if p_dir is not None:
+                    direction, basis = p_dir, "pooled"
+        r.update({"spread": spread, "low": lo, "high": hi, "direction": direction, "basis": basis,
                   "outside": direction is not None, "judged": True})
         judged.append(r)
         (worse if direction == "worse" else better if direction == "better" else []).append(r)
 
     def told(r):
-        edge = "below" if r["difference"] < r["low"] else "above"
         excl = f", {len(r['excluded_days'])} outlier day(s) left out" if r["excluded_days"] else ""
+        learned = f"learned over {r['n_learning']} mature day(s){excl}"
+        if r["basis"] == "pooled":
+            p = r["pooled"]
+            edge = "below" if p["difference"] < p["low"] else "above"
+            return (f"realized {r['metric']} {r['realized']:.4f} vs estimated {r['estimated']:.4f}: difference "
+                    f"{r['difference']:+.4f}; pooled with the {len(p['days']) - 1} mature day(s) before it "
+                    f"({', '.join(p['days'][:-1])}) the difference is "
+                    f"{p['difference']:+.4f}, {edge} the pooled band [{p['low']:+.4f}, {p['high']:+.4f}] "
+                    f"(median {r['median']:+.4f} +- {k:g} x {p['spread']:.4f}, {learned})")
+        edge = "below" if r["difference"] < r["low"] else "above"
         return (f"realized {r['metric']} {r['realized']:.4f} vs estimated {r['estimated']:.4f}: difference "
                 f"{r['difference']:+.4f}, {edge} the band [{r['low']:+.4f}, {r['high']:+.4f}] (median "
-                f"{r['median']:+.4f} +- {k:g} x {r['spread']:.4f}, learned over {r['n_learning']} mature day(s){excl})")
+                f"{r['median']:+.4f} +- {k:g} x {r['spread']:.4f}, {learned})")
 
     tail = ""
     if better:
