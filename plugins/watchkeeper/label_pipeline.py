@@ -312,6 +312,7 @@ def _floors(payload: dict) -> dict:
     from watchkeeper import performance as perf
 
     m, n = payload["metrics"], payload.get("n_labelled")
+
     def count(rate):
         return None if n is None or m.get(rate) is None else m[rate] * n
     return perf.difference_floor(payload["estimated"], n=n, positives=count("positive_rate"),
@@ -325,9 +326,9 @@ def _judge_concept_drift(store, spec: ModelSpec, ds: str, fresh: dict[str, dict]
     prediction-days before d whose estimate used the same calibration (an estimate made with
     another calibrator, or with raw scores, has another normal error), and pooled with the
     newest CONCEPT_POOL_DAYS - 1 of them within POOL_WINDOW_DAYS before it, which are then left
-    out of its learning days (a sample is not its own reference). The days are the store's as known the day before ds,
-    with this run's restatement of the window on top: a re-run of ds then sees exactly what its
-    first run saw, and a day's verdict does not depend on later days.
+    out of its learning days (a sample is not its own reference). The days are the store's as
+    known the day before ds, with this run's restatement of the window on top: a re-run of ds
+    then sees exactly what its first run saw, and a day's verdict does not depend on later days.
     """
     from watchkeeper import performance as perf
 
@@ -346,7 +347,8 @@ def _judge_concept_drift(store, spec: ModelSpec, ds: str, fresh: dict[str, dict]
         since = (date.fromisoformat(pds) - timedelta(days=POOL_WINDOW_DAYS)).isoformat()
         # the days pooled with d are tested with it, so they are not also its reference
         recent = [d for d in same if d.ds >= since][-(perf.CONCEPT_POOL_DAYS - 1):]
-        learning = [d for d in same if d not in recent][:HEALTHY_DAYS]
+        pooled = {d.ds for d in recent}
+        learning = [d for d in same if d.ds not in pooled][:HEALTHY_DAYS]
         finding = perf.concept_drift_check(p["metrics"], p["estimated"], learning, floors=_floors(p),
                                            recent=recent, prediction_ds=pds)
         p["concept_drift"] = finding.suspected
