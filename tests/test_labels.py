@@ -688,3 +688,127 @@ def test_the_healthy_demo_world_raises_no_label_lag(demo_home, small_demo, model
     # 2-10 days late: 92% of the labels are in after 9 days, 51% after 4
     assert timing.maturity_days == 9.0 and timing.halfway_days == 4.0
     assert checks[-1].checked_days == delay + 1
+
+
+# --------------------------------------------------------------------------------------------
+# restate: the estimate before labels (calibrated CBPE) and concept drift, on the demo world
+
+ESTIMATED = {"accuracy", "precision", "recall", "f1", "roc_auc"}
+
+
+def _learning_days(mature: list[str], d: str) -> list[str]:
+    """The days restate learns day d's band from: the first 14 mature days before d, without the
+    (at most 2) newest mature days of the 6 before d, which are pooled with d instead."""
+    from datetime import date
+
+    before = [x for x in mature if x < d]
+    pooled = [x for x in before if (date.fromisoformat(d) - date.fromisoformat(x)).days <= 6][-2:]
+    return [x for x in before if x not in pooled][:14]
+
+
+def test_the_calibrator_is_fitted_on_the_training_set_once_and_refitted_when_it_changes(
+        demo_home, small_demo, monkeypatch, tmp_path):
+    from watchkeeper import calibration_cache, sources
+    from watchkeeper.spec import Reference, get_spec
+
+    spec = get_spec("fraud")
+    train = pd.read_parquet(small_demo.training_path("fraud"))
+    choice = calibration_cache.reference_calibration(spec)
+    assert choice.status == "calibrated" and choice.calibrator is not None
+    assert (choice.n, choice.positives) == (len(train), int(train["is_fraud"].sum()))
+    assert f"isotonic calibration on {len(train)} labelled rows of the training set training.parquet" in choice.reason
+    [cached] = (demo_home / "state" / "fraud").glob("calibrator-*.json")
+    assert json.loads(cached.read_text())["id"] == choice.id
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("the training set was read again")
+
+    with monkeypatch.context() as m:  # read back from the cache: the training file is not opened
+        m.setattr(sources, "read_file", no_read)
+        assert calibration_cache.reference_calibration(spec).id == choice.id
+
+    def with_training(path):
+        return spec.model_copy(update={"reference": Reference(training=str(path))})
+
+    # a training set without labels: raw scores, and the reason names the column and the field
+    bare = tmp_path / "training.parquet"
+    train.drop(columns=["is_fraud"]).to_parquet(bare)
+    raw = calibration_cache.reference_calibration(with_training(bare))
+    assert (raw.status, raw.calibrator, raw.id) == ("raw", None, "raw")
+    assert "has no label column 'is_fraud' (labels.label_column)" in raw.reason
+    # the same file rewritten (another size and mtime): a new key, fitted again
+    train.head(60).to_parquet(bare)
+    few = calibration_cache.reference_calibration(with_training(bare))
+    assert few.status == "raw" and "60 labelled row(s) < 100" in few.reason
+    assert len(list((demo_home / "state" / "fraud").glob("calibrator-*.json"))) == 3
+    # a missing training file is not cached: the next run tries again
+    gone = calibration_cache.reference_calibration(with_training(tmp_path / "nope.parquet"))
+    assert gone.status == "raw" and "nope.parquet (reference.training) is unreadable" in gone.reason
+    assert len(list((demo_home / "state" / "fraud").glob("calibrator-*.json"))) == 3
+
+
+def test_restate_stores_calibrated_estimates_and_suspects_concept_drift_only_when_worse(
+        demo_home, small_demo, sqlite_url):
+    """Labels runs every six days over the demo's 42 (a day matures about 9 days after it, the
+    window is 15 days: most days are restated once mature; concept drift ramps in from day 15,
+    the upstream bug is day 29): every estimate is calibrated CBPE with roc_auc; each mature day is
+    judged against the model's first mature days before it; only worse-than-estimated days are
+    suspected, and the healthy days never are; a re-run of a day leaves the same store."""
+    from watchkeeper import label_pipeline
+    from watchkeeper.spec import get_spec
+    from watchkeeper.store import open_store
+
+    spec = get_spec("fraud")
+    store = open_store(sqlite_url)
+    for n in (14, 20, 26, 32, 38, 42):
+        label_pipeline.restate(spec, small_demo.ds(n), store)
+    day = {d: i + 1 for i, d in enumerate(small_demo.ds_list)}
+    q = {m.ds: m.payload for m in store.metrics("fraud", "quality")}
+    assert sorted(q) == small_demo.ds_list
+    cal_ids = set()
+    for d, p in q.items():
+        assert set(p["estimated"]) == ESTIMATED, d
+        cal = p["estimate_detail"]["calibration"]
+        assert cal["status"] == "calibrated" and cal["n"] == 5000, cal
+        assert "calibrated on 5000 reference rows" in p["estimate_detail"]["method"]
+        cal_ids.add(cal["id"])
+    assert len(cal_ids) == 1
+    learnable = sorted(d for d, p in q.items() if not p["provisional"])
+    assert len(learnable) >= 25 and max(day[d] for d in learnable) >= 30
+    judged = {d: p["concept_drift_detail"] for d, p in q.items() if p["concept_drift_detail"]}
+    assert set(judged) == set(learnable)  # every mature day is judged, no provisional one
+    for d, c in judged.items():
+        assert c["prediction_ds"] == d and q[d]["concept_drift"] is c["suspected"]
+        # the model's first mature days before d, but for the (at most 2) newest of the 6 days
+        # before d, which are pooled with it: a verdict never depends on later days
+        assert c["learning_days"] == _learning_days(learnable, d)
+        for r in c["metrics"]:
+            if r["direction"] is None:
+                continue
+            assert r["basis"] in ("day", "pooled"), r
+            # worse: below the day's band, or (pooled with the days before it) below the pooled
+            # band with the day itself below the median; better: the mirror image
+            edge, pooled = ("low", "high") if r["direction"] == "worse" else ("high", "low")
+            sign = -1 if r["direction"] == "worse" else 1
+            if r["basis"] == "day":
+                assert sign * (r["difference"] - r[edge]) > 0, (d, r)
+            else:
+                assert sign * (r["pooled"]["difference"] - r["pooled"][edge]) > 0, (d, r)
+                assert sign * (r["difference"] - r["median"]) > 0, (d, r)
+            if r["direction"] == "worse":
+                assert r["realized"] < r["estimated"], (d, r)
+        assert c["suspected"] == any(r["direction"] == "worse" for r in c["metrics"])
+        assert ("worse than estimated" in c["reason"]) == c["suspected"], c["reason"]
+        if len(c["learning_days"]) < 5:
+            assert c["status"] == "inconclusive"
+    healthy = [d for d in judged if day[d] <= 14 and judged[d]["status"] != "inconclusive"]
+    assert healthy and not any(judged[d]["suspected"] for d in healthy)
+    suspected = [d for d in judged if judged[d]["suspected"]]
+    assert suspected and all(day[d] > 14 for d in suspected)
+    assert small_demo.ds(29) in suspected  # the upstream bug: scores no longer match the outcome
+    bug = judged[small_demo.ds(29)]
+    assert bug["worst"] > 0 and bug["worst_text"].endswith(f"on {small_demo.ds(29)}")
+
+    once = store.dump("fraud")
+    label_pipeline.restate(spec, small_demo.ds(42), store)
+    assert store.dump("fraud") == once

@@ -116,3 +116,34 @@ def test_bad_label_file_rows_are_reported_and_valid_rows_joined(demo_home, small
     assert run_dag("eta_labels", small_demo.ds(7)).ok
     msgs = _quality("eta")[small_demo.ds(7)]["label_issues"]
     assert any("actual_minutes" in m for m in msgs["messages"]), msgs
+
+
+def test_fraud_labels_store_calibrated_estimates_and_judge_concept_drift(demo_home, small_demo, run_dag):
+    """The binary model through the real DAG: restate reads the predictions from the source (the
+    monitor has not staged them), fits the calibrator on the training set once, and every stored
+    estimate is calibrated CBPE with roc_auc; the mature days are judged for concept drift; a
+    re-run leaves the same store."""
+    ds = small_demo.ds(15)
+    assert run_dag("fraud_labels", ds).ok
+    q = _quality("fraud")
+    assert sorted(q) == small_demo.ds_list[:15]
+    for d, p in q.items():
+        assert set(p["estimated"]) == {"accuracy", "precision", "recall", "f1", "roc_auc"}, d
+        assert 0.5 < p["estimated"]["roc_auc"] < 1.0
+        detail = p["estimate_detail"]
+        assert detail["calibration"]["status"] == "calibrated", detail
+        assert detail["calibration"]["id"].startswith("iso-") and detail["calibration"]["n"] == 5000
+    assert len(list((demo_home / "state" / "fraud").glob("calibrator-*.json"))) == 1
+    mature = sorted(d for d, p in q.items() if not p["provisional"])
+    assert len(mature) >= 6  # labels take 2-10 days: the first days are in
+    for d in mature:
+        c = q[d]["concept_drift_detail"]
+        before = [x for x in mature if x < d]
+        pooled = [x for x in before if (date.fromisoformat(d) - date.fromisoformat(x)).days <= 6][-2:]
+        assert c["prediction_ds"] == d and c["learning_days"] == [x for x in before if x not in pooled]
+        assert c["status"] == ("inconclusive" if len(c["learning_days"]) < 5 else "ok"), c["reason"]
+        assert q[d]["concept_drift"] is False  # healthy days (the concept changes from day 15)
+    assert all(q[d]["concept_drift_detail"] is None for d in q if d not in mature)
+    once = _dump("fraud")
+    assert run_dag("fraud_labels", ds).ok
+    assert _dump("fraud") == once

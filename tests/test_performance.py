@@ -34,9 +34,13 @@ from watchkeeper.performance import (
     estimate_performance,
     evaluate,
     evaluate_by_day,
+    LearningDay,
+    difference_floor,
+    expected_roc_auc,
     fit_calibrator,
-    healthy_error_stats,
     ranking_metrics,
+    reference_calibration,
+    robust_band,
     regression_metrics,
     sudden_change,
 )
@@ -226,10 +230,11 @@ def test_cbpe_estimate_is_close_to_realized_on_calibrated_scores():
     est = cbpe_estimate(s, 0.5)
     real = classification_metrics(y, s, 0.5).overall.values
     assert est.status == "estimated" and est.n == 100_000
-    for m in ("accuracy", "precision", "recall", "f1"):
+    for m in ("accuracy", "precision", "recall", "f1", "roc_auc"):
         assert abs(est.values[m] - real[m]) < 0.02, m
+    assert est.calibration == {"status": "raw", "id": "raw"} and "raw scores" in est.method
     rows = compare_estimate(est, real)
-    assert [r["metric"] for r in rows] == ["accuracy", "precision", "recall", "f1"]
+    assert [r["metric"] for r in rows] == ["accuracy", "precision", "recall", "f1", "roc_auc"]
     assert rows[0]["difference"] == pytest.approx(real["accuracy"] - est.values["accuracy"])
     json.dumps(est.to_dict())
 
@@ -242,9 +247,10 @@ def test_cbpe_with_a_calibrator_fitted_on_reference():
     naive = cbpe_estimate(raw, 0.5)
     est = cbpe_estimate(raw, 0.5, calibrator=cal)
     real = classification_metrics(y, raw, 0.5).overall.values
-    for m in ("accuracy", "precision", "recall", "f1"):
+    for m in ("accuracy", "precision", "recall", "f1", "roc_auc"):
         assert abs(est.values[m] - real[m]) < 0.02, m
     assert abs(naive.values["accuracy"] - real["accuracy"]) > 0.05  # without calibration it is off
+    assert est.calibration == {"status": "calibrated", "id": cal.id} and "calibrated on 50000" in est.method
     again = type(cal).from_dict(json.loads(json.dumps(cal.to_dict())))
     assert np.allclose(again.apply(raw[:100]), cal.apply(raw[:100]))
 
@@ -256,33 +262,238 @@ def test_regression_is_not_estimated():
     assert finding.status == "not_estimated" and not finding.suspected
 
 
-def test_concept_drift_check_fires_when_labels_follow_a_different_concept():
-    healthy = []
-    for day in range(14):
-        y, s, _ = _calibrated(5000, 100 + day)
-        realized = classification_metrics(y, s).overall.values
-        est = cbpe_estimate(s).values
-        healthy.append({m: realized[m] - est[m] for m in ("accuracy", "precision", "recall", "f1")})
-    stats = healthy_error_stats(healthy)
-    assert stats["accuracy"]["n"] == 14 and abs(stats["accuracy"]["mean"]) < 0.01
+def test_expected_roc_auc_is_the_area_under_the_expected_roc_curve():
+    # Each row is p of a positive and 1 - p of a negative: scikit-learn's weighted ROC AUC over
+    # every row counted once as each is the area of that curve (rounded p: many ties).
+    rng = np.random.default_rng(21)
+    p = np.round(rng.beta(2, 5, 400), 2)
+    both = np.r_[np.ones(400), np.zeros(400)]
+    assert expected_roc_auc(p) == pytest.approx(roc_auc_score(both, np.r_[p, p], sample_weight=np.r_[p, 1 - p]), abs=1e-12)
+    # Ranking by the raw score instead of the calibrated p gives the same area: the calibrator is
+    # monotone and the rows it maps to one value lie on one straight piece of the curve.
+    raw = rng.random(3000)
+    cal = fit_calibrator((rng.random(3000) < raw**2).astype(int), raw)
+    q = cal.apply(raw[:500])
+    assert len(np.unique(q)) < 100  # isotonic steps: ties
+    by_raw = roc_auc_score(
+        np.r_[np.ones(500), np.zeros(500)], np.r_[raw[:500], raw[:500]], sample_weight=np.r_[q, 1 - q])
+    assert expected_roc_auc(q) == pytest.approx(by_raw, abs=1e-12)
+    assert expected_roc_auc(np.zeros(5)) is None and expected_roc_auc(np.ones(5)) is None
+    est = cbpe_estimate(np.zeros(10))
+    assert est.values["roc_auc"] is None and any("roc_auc not estimated" in n for n in est.notes)
 
+
+def test_estimated_roc_auc_tracks_realized_auc_on_calibrated_data():
+    y, s, _ = _calibrated(100_000, 31)
+    assert cbpe_estimate(s).values["roc_auc"] == pytest.approx(roc_auc_score(y, s), abs=0.004)
+    diffs, sds = [], []
+    for day in range(40):
+        y, s, _ = _calibrated(2000, 200 + day)
+        est = cbpe_estimate(s).values["roc_auc"]
+        diffs.append(roc_auc_score(y, s) - est)
+        sds.append(difference_floor({"roc_auc": est}, n=2000, positives=int(y.sum()),
+                                    predicted_positives=None)["roc_auc"])
+    diffs, sds = np.array(diffs), np.array(sds)
+    # unbiased: the mean error is within its standard error's noise
+    assert abs(diffs.mean()) < 3 * diffs.std(ddof=1) / np.sqrt(len(diffs))
+    # and Hanley-McNeil's sd (the concept-drift floor) is the size of the day-to-day error
+    assert 0.67 < diffs.std(ddof=1) / sds.mean() < 1.5
+    assert np.all(np.abs(diffs) < 4 * sds)
+
+
+def test_reference_calibration_falls_back_to_raw_scores_and_says_why():
+    from watchkeeper.performance import CalibrationChoice
+
+    y, s, _ = _calibrated(5000, 41)
+    ok = reference_calibration(y, s, source="train.parquet")
+    assert ok.status == "calibrated" and ok.id == ok.calibrator.id and ok.id.startswith("iso-")
+    assert "isotonic calibration on 5000 labelled rows of train.parquet" in ok.reason
+    back = CalibrationChoice.from_dict(json.loads(json.dumps(ok.to_dict())))
+    assert back.id == ok.id and np.array_equal(back.calibrator.apply(s[:50]), ok.calibrator.apply(s[:50]))
+    cases = [
+        (None, s, "train.parquet has no labels"),
+        (y[:50], s[:50], "50 labelled row(s) < 100"),
+        (np.zeros(500), s[:500], "0 positive row(s) < 10"),
+        (np.where(y == 1, 2, 0), s, "binary labels must be 0 or 1"),
+        (y, None, "train.parquet has no scores"),
+    ]
+    for labels, scores, why in cases:
+        c = reference_calibration(labels, scores, source="train.parquet")
+        assert (c.status, c.calibrator, c.id) == ("raw", None, "raw"), why
+        assert why in c.reason and "raw scores used as probabilities" in c.reason, c.reason
+
+
+METRICS5 = ("accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+def _floor_of(est, realized):
+    c = realized.counts
+    return difference_floor(est, n=c["n"], positives=c["positives"], predicted_positives=c["tp"] + c["fp"])
+
+
+def _healthy_days(n_days=14, n=5000, seed=100):
+    """Calibrated days: realized - estimated is sampling noise only."""
+    days = []
+    for day in range(n_days):
+        y, s, _ = _calibrated(n, seed + day)
+        real = classification_metrics(y, s).overall
+        est = cbpe_estimate(s).values
+        days.append(LearningDay(f"2024-03-{day + 1:02d}", {m: real.values[m] - est[m] for m in METRICS5},
+                                _floor_of(est, real)))
+    return days
+
+
+def test_concept_drift_is_suspected_only_when_realized_is_worse_than_estimated():
+    healthy = _healthy_days()
     # same inputs, new concept: for a third of the population the outcome flipped
     y, s, rng = _calibrated(5000, 500)
-    flip = rng.random(5000) < 1 / 3
-    y_new = np.where(flip, 1 - y, y)
-    drifted = concept_drift_check(classification_metrics(y_new, s).overall, cbpe_estimate(s), healthy)
-    assert drifted.status == "suspected" and drifted.suspected
-    acc = next(r for r in drifted.metrics if r["metric"] == "accuracy")
-    assert acc["outside"] and acc["direction"] == "below"
-    assert "suspected concept drift" in drifted.reason and "accuracy" in drifted.reason
+    y_new = np.where(rng.random(5000) < 1 / 3, 1 - y, y)
+    est = cbpe_estimate(s)
+    real = classification_metrics(y_new, s).overall
+    f = concept_drift_check(real, est, healthy, floors=_floor_of(est.values, real), prediction_ds="2024-04-02")
+    assert (f.status, f.suspected, f.prediction_ds) == ("suspected", True, "2024-04-02")
+    acc = next(r for r in f.metrics if r["metric"] == "accuracy")
+    assert acc["direction"] == "worse" and acc["difference"] < acc["low"] < 0 < acc["high"]
+    assert acc["realized"] < acc["estimated"] and acc["n_learning"] == 14
+    assert f.reason.startswith("prediction-day 2024-04-02: worse than estimated: realized ")
+    assert (f"realized accuracy {acc['realized']:.4f} vs estimated {acc['estimated']:.4f}: difference "
+            f"{acc['difference']:+.4f}, below the band [{acc['low']:+.4f}, {acc['high']:+.4f}] (median "
+            f"{acc['median']:+.4f} +- 4 x {acc['spread']:.4f}, learned over 14 mature day(s))") in f.reason
+    assert "suspected concept drift" in f.reason
+    worse = [r for r in f.metrics if r["direction"] == "worse"]
+    top = max(worse, key=lambda r: r["estimated"] - r["realized"])
+    assert f.worst == pytest.approx(top["estimated"] - top["realized"]) and f.worst > 0
+    assert f.worst_metric == top["metric"] and f.worst_text.endswith("on 2024-04-02")
+    json.dumps(f.to_dict())
+
+    # The model doing BETTER than it expects (outcomes follow the score more sharply than its
+    # probabilities say): reported as "better", never suspected, never worded as a fall.
+    y_sharp = np.where(rng.random(5000) < 0.9, (s >= 0.5).astype(int), y)
+    real = classification_metrics(y_sharp, s).overall
+    g = concept_drift_check(real, est, healthy, floors=_floor_of(est.values, real), prediction_ds="2024-04-03")
+    assert (g.status, g.suspected, g.worst) == ("ok", False, None)
+    assert {r["metric"]: r["direction"] for r in g.metrics}["accuracy"] == "better"
+    assert all(r["direction"] in ("better", None) for r in g.metrics)
+    assert "better than estimated (not a concept-drift concern)" in g.reason
+    assert "worse than estimated" not in g.reason and "suspected" not in g.reason
 
     y, s, _ = _calibrated(5000, 501)
-    calm = concept_drift_check(classification_metrics(y, s).overall, cbpe_estimate(s), stats)
-    assert calm.status == "ok" and not calm.suspected
+    est = cbpe_estimate(s)
+    real = classification_metrics(y, s).overall
+    calm = concept_drift_check(real, est, healthy, floors=_floor_of(est.values, real))
+    assert calm.status == "ok" and not calm.suspected and all(r["direction"] is None for r in calm.metrics)
+    assert calm.reason.startswith("realized quality is within the estimate's band for accuracy, precision")
 
-    few = concept_drift_check(classification_metrics(y, s).overall, cbpe_estimate(s), healthy[:3])
-    assert few.status == "inconclusive" and "3 healthy day(s) < 5" in few.reason
-    json.dumps(drifted.to_dict())
+    few = concept_drift_check(real, est, healthy[:4])
+    assert few.status == "inconclusive" and not few.suspected
+    assert "accuracy (4 learning day(s) < 5)" in few.reason
+
+
+def test_the_band_leaves_out_learning_days_that_are_outliers_themselves():
+    healthy = _healthy_days()
+    clean = robust_band("accuracy", healthy)
+    assert clean.status == "learned" and clean.excluded_days == () and len(clean.used_days) == 14
+    # one learning day 30 points better than its estimate (a bad label file, say): mean +- 3 sd
+    # would have widened the band to about +-0.25; the robust band leaves that day out
+    odd = LearningDay("2024-03-07", {**healthy[6].differences, "accuracy": 0.30}, healthy[6].floors)
+    days = healthy[:6] + [odd] + healthy[7:]
+    diffs = np.array([d.differences["accuracy"] for d in days])
+    assert 3 * diffs.std(ddof=1) > 0.2
+    band = robust_band("accuracy", days)
+    assert band.excluded_days == ("2024-03-07",) and len(band.used_days) == 13
+    assert band.mad_sd < 0.01 and abs(band.median - clean.median) < 0.003
+    # so a day 4 points worse than estimated is still caught, the outlier day notwithstanding
+    f = concept_drift_check({"accuracy": 0.66}, {"accuracy": 0.70}, days, metrics=("accuracy",),
+                            floors=difference_floor({"accuracy": 0.70}, n=5000, positives=2000, predicted_positives=1500))
+    [row] = f.metrics
+    assert f.suspected and row["excluded_days"] == ["2024-03-07"] and row["n_learning"] == 13
+    assert "1 outlier day(s) left out" in f.reason
+    # when most learning days disagree there is no band at all, rather than one learned from outliers
+    wild = [LearningDay(f"d{i}", {"accuracy": v}) for i, v in enumerate([0, 0, 0, 0, 1e-4, 1, 2, 3, -1])]
+    b = robust_band("accuracy", wild, min_days=6)
+    assert b.status == "insufficient" and b.median is None and "5 of 9 learning day(s) agree, < 6" in b.reason
+
+
+def test_near_identical_learning_days_do_not_make_rounding_a_finding():
+    days = [LearningDay(f"d{i}", {"accuracy": 0.001 * (i % 2)}, {"accuracy": 0.0}) for i in range(14)]
+    floors = difference_floor({"accuracy": 0.9}, n=1000, positives=100, predicted_positives=100)
+    assert floors["accuracy"] == pytest.approx(np.sqrt(0.9 * 0.1 / 1000))
+    # the MAD (0.0005) would make a 2-point gap a finding; at 1,000 labelled rows a binomial sd is
+    # about a point, so the band is +-4 of those
+    f = concept_drift_check({"accuracy": 0.88}, {"accuracy": 0.90}, days, floors=floors, metrics=("accuracy",))
+    [row] = f.metrics
+    assert f.status == "ok" and row["spread"] == pytest.approx(floors["accuracy"])
+    # without the day's counts the absolute floor (0.001) still holds
+    g = concept_drift_check({"accuracy": 0.88}, {"accuracy": 0.90}, days, metrics=("accuracy",))
+    assert g.suspected and g.metrics[0]["spread"] == pytest.approx(0.001)
+
+
+def test_a_sustained_fall_too_small_for_one_day_is_caught_pooled_with_the_days_before_it():
+    """At a few hundred labels a day one day cannot show a 7-point accuracy fall; three days can."""
+    rng = np.random.default_rng(61)
+    acc, n = 0.85, 400
+    sd = np.sqrt(acc * (1 - acc) / n)  # 0.0179; with these learning days the day's band is about +-0.09
+
+    def day(ds, diff):
+        return LearningDay(ds, {"accuracy": diff}, {"accuracy": sd})
+
+    healthy = [day(f"2024-03-{i + 1:02d}", float(v)) for i, v in enumerate(rng.normal(0, sd, 14))]
+    floors = {"accuracy": sd}
+
+    def check(diff, recent):
+        return concept_drift_check({"accuracy": acc + diff}, {"accuracy": acc}, healthy, floors=floors,
+                                   recent=recent, metrics=("accuracy",), prediction_ds="2024-04-03")
+
+    falling = [day("2024-04-01", -0.07), day("2024-04-02", -0.075)]
+    alone = check(-0.07, [])
+    assert alone.status == "ok" and alone.metrics[0]["low"] < -0.075  # each inside the day's band
+    f = check(-0.07, falling)
+    [row] = f.metrics
+    assert f.suspected and row["direction"] == "worse" and row["basis"] == "pooled"
+    p = row["pooled"]
+    assert p["days"] == ["2024-04-01", "2024-04-02", "2024-04-03"]
+    assert p["difference"] == pytest.approx((-0.07 - 0.075 - 0.07) / 3)  # equal floors: the mean
+    assert p["floor_sd"] == pytest.approx(sd / np.sqrt(3)) and p["difference"] < p["low"]
+    assert p["spread"] == pytest.approx(max(row["mad_sd"] / np.sqrt(3), sd / np.sqrt(3)), rel=1e-9)
+    assert ("pooled with the 2 mature day(s) before it (2024-04-01, 2024-04-02) the difference is "
+            f"{p['difference']:+.4f}, below the pooled band [{p['low']:+.4f}, {p['high']:+.4f}]") in f.reason
+    assert f.reason.startswith("prediction-day 2024-04-03: worse than estimated: realized accuracy")
+    # only the newest pool_days - 1 recent days are pooled
+    assert check(-0.07, [day("2024-03-30", 0.0)] + falling).metrics[0]["pooled"]["days"][0] == "2024-04-01"
+    # a recent day outside the band is an outlier judged on its own: not pooled, so it does not
+    # make its neighbours suspect
+    bad_day = [day("2024-04-01", 0.0), day("2024-04-02", -0.30)]
+    g = check(-0.01, bad_day)
+    assert not g.suspected and g.metrics[0]["pooled"]["days"] == ["2024-04-01", "2024-04-03"]
+    # the day itself above the median: the fall of the days before it does not make it suspect
+    h = check(+0.02, falling)
+    assert not h.suspected and h.metrics[0]["direction"] is None
+    # pooled better than estimated: reported, never suspected
+    b = check(+0.06, [day("2024-04-01", 0.065), day("2024-04-02", 0.06)])
+    assert not b.suspected and b.metrics[0]["direction"] == "better" and b.metrics[0]["basis"] == "pooled"
+    assert "worse than estimated" not in b.reason and "better than estimated" in b.reason
+
+def test_below_a_pessimistic_estimates_normal_but_above_the_estimate_is_not_worse():
+    # A model that usually beats its estimate by 5 points: realized 2 points above the estimate
+    # is below its normal, but it is not worse than estimated, and is not called so.
+    days = [LearningDay(f"d{i}", {"accuracy": 0.05 + 0.001 * (i % 3)}) for i in range(14)]
+    f = concept_drift_check({"accuracy": 0.92}, {"accuracy": 0.90}, days, metrics=("accuracy",))
+    [row] = f.metrics
+    assert row["difference"] < row["low"] and row["difference"] > 0
+    assert (f.status, f.suspected, row["direction"]) == ("ok", False, None)
+    assert "worse than estimated" not in f.reason
+
+def test_difference_floor_is_the_binomial_sd_at_the_days_counts():
+    est = {"accuracy": 0.9, "precision": 0.5, "recall": 0.8, "f1": 0.6, "roc_auc": 0.85}
+    f = difference_floor(est, n=2000, positives=100, predicted_positives=160)
+    assert f["accuracy"] == pytest.approx(np.sqrt(0.09 / 2000))
+    assert f["precision"] == pytest.approx(np.sqrt(0.25 / 160))
+    assert f["recall"] == pytest.approx(np.sqrt(0.16 / 100))
+    assert f["f1"] == pytest.approx(np.sqrt(0.24 / 130))
+    a, q1, q2 = 0.85, 0.85 / 1.15, 2 * 0.85**2 / 1.85
+    assert f["roc_auc"] == pytest.approx(np.sqrt((a * (1 - a) + 99 * (q1 - a * a) + 1899 * (q2 - a * a)) / (100 * 1900)))
+    none = difference_floor(est, n=2000, positives=0, predicted_positives=0)
+    assert none["precision"] is None and none["recall"] is None and none["roc_auc"] is None
 
 
 # --------------------------------------------------------------------------------------------

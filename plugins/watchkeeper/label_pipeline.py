@@ -26,7 +26,8 @@ from watchkeeper.spec import ModelSpec
 log = logging.getLogger(__name__)
 
 FAMILY = "quality"
-HEALTHY_DAYS = 14  # the first mature days of a model set the estimate's normal error
+HEALTHY_DAYS = 14  # the first mature days of a model set the estimate's normal error (concept drift)
+POOL_WINDOW_DAYS = 6  # concept drift pools a day with mature days at most this many days before it
 
 
 def history_dir(model: str) -> Path:
@@ -164,9 +165,12 @@ def restate(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
                              maturity_threshold=ls.maturity_coverage)
     joined = result.joined
     threshold = spec.prediction.threshold
-    healthy = _healthy_errors(store, spec, ds)
+    calibration = None
+    if spec.task == "binary_classification" and spec.prediction.score:
+        from watchkeeper import calibration_cache
 
-    records_by_day: dict[str, list] = {}
+        calibration = calibration_cache.reference_calibration(spec)
+    fresh: dict[str, dict] = {}  # this run's payloads, judged for concept drift once all are known
     slis: list = []
     summary_days = {}
     # split by prediction day once (comparing text columns per day costs seconds on a window)
@@ -197,14 +201,7 @@ def restate(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
                 for o in outcomes:
                     if o["value"] is not None:
                         metrics[o["name"]] = o["value"]
-        estimate = None
-        if spec.task == "binary_classification" and spec.prediction.score and len(day_preds):
-            est = perf.cbpe_estimate(day_preds[spec.prediction.score].astype(float).to_numpy(), threshold)
-            estimate = {k: v for k, v in est.values.items() if v is not None}
-        concept = None
-        if cov.mature and estimate and metrics:
-            finding = perf.concept_drift_check(metrics, estimate, healthy)
-            concept = finding.to_dict()
+        estimate, estimate_detail = _estimate(spec, day_preds, threshold, calibration)
         payload = {
             "metrics": metrics,
             "provisional": not cov.mature,
@@ -215,17 +212,22 @@ def restate(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
             "n_labelled": cov.n_labelled,
             "final": cov.final,
             "estimated": estimate,
-            "concept_drift": bool(concept and concept["suspected"]),
-            "concept_drift_detail": concept,
+            "estimate_detail": estimate_detail,
+            "concept_drift": False,  # set by _judge_concept_drift below
+            "concept_drift_detail": None,
             "segments": segments,
             "business_outcomes": outcomes,
             "label_issues": _day_issues(spec.name, ds, result) if pds == ds else {},
         }
-        records_by_day[pds] = [MetricRecord(subject="overall", value=cov.coverage, payload=payload)]
+        fresh[pds] = payload
         summary_days[pds] = {"coverage": cov.coverage, "mature": cov.mature,
                              "metrics": {k: metrics.get(k) for k in ("precision", "recall", "mae")
                                          if k in metrics}}
         slis += _quality_slis(spec, pds, rows, metrics, outcomes, cov, SliRecord)
+    _judge_concept_drift(store, spec, ds, fresh)
+    # Records only now: a record copies its payload, and the verdicts above complete it.
+    records_by_day = {pds: [MetricRecord(subject="overall", value=p["coverage"], payload=p)]
+                      for pds, p in fresh.items()}
     from watchkeeper import monitor
 
     # The restated quality, its SLIs and the budgets evaluated from them: all or nothing, so a
@@ -293,18 +295,80 @@ def _day_issues(model: str, ds: str, result) -> dict:
             "valid": own.get("valid")}
 
 
-def _healthy_errors(store, spec: ModelSpec, ds: str) -> list[dict]:
-    """realized - estimated on the model's first mature days, as known on ds: the estimate's
-    normal error, against which a departure is suspected concept drift."""
-    out = []
-    for m in store.metrics(spec.name, FAMILY, as_known_on=ds):
-        p = m.payload
-        if p.get("provisional") or not p.get("estimated") or not p.get("metrics"):
+def _estimate(spec: ModelSpec, day_preds, threshold: float, calibration):
+    """CBPE on the day's predictions: (metric values, detail) or (None, None) when the task has
+    no estimate. The detail says which probabilities were used (calibrated on the training set, or
+    raw and why) and carries the expected confusion matrix."""
+    from watchkeeper import performance as perf
+
+    if calibration is None or not len(day_preds):
+        return None, None
+    scores = day_preds[spec.prediction.score].astype(float).to_numpy()
+    cal = calibration.summary()
+    try:
+        est = perf.cbpe_estimate(scores, threshold, calibrator=calibration.calibrator)
+    except perf.MetricInputError as err:
+        # Raw scores outside [0, 1] are no probabilities: without a calibrator there is no estimate.
+        return None, {"status": "not_estimated", "reason": f"{err} ({calibration.reason})",
+                      "calibration": cal}
+    values = {k: v for k, v in est.values.items() if v is not None}
+    notes = list(est.notes) + ([calibration.reason] if calibration.status == "raw" else [])
+    return values or None, {"status": est.status, "method": est.method, "n": est.n,
+                            "threshold": est.threshold, "expected_counts": est.expected_counts,
+                            "calibration": cal, "notes": notes}
+
+
+def _calibration_id(payload: dict) -> str | None:
+    return ((payload.get("estimate_detail") or {}).get("calibration") or {}).get("id")
+
+
+def _judgeable(payload: dict) -> bool:
+    return bool(not payload.get("provisional") and payload.get("estimated") and payload.get("metrics"))
+
+
+def _floors(payload: dict) -> dict:
+    """The sd of realized - estimated that the day's label counts allow (the band's floor)."""
+    from watchkeeper import performance as perf
+
+    m, n = payload["metrics"], payload.get("n_labelled")
+
+    def count(rate):
+        return None if n is None or m.get(rate) is None else m[rate] * n
+    return perf.difference_floor(payload["estimated"], n=n, positives=count("positive_rate"),
+                                 predicted_positives=count("predicted_positive_rate"))
+
+
+def _judge_concept_drift(store, spec: ModelSpec, ds: str, fresh: dict[str, dict]) -> None:
+    """Judge every mature prediction-day of this run for concept drift, in place.
+
+    A day d is compared with the band learned over the model's first HEALTHY_DAYS mature
+    prediction-days before d whose estimate used the same calibration (an estimate made with
+    another calibrator, or with raw scores, has another normal error), and pooled with the
+    newest CONCEPT_POOL_DAYS - 1 of them within POOL_WINDOW_DAYS before it, which are then left
+    out of its learning days (a sample is not its own reference). The days are the store's as
+    known the day before ds, with this run's restatement of the window on top: a re-run of ds
+    then sees exactly what its first run saw, and a day's verdict does not depend on later days.
+    """
+    from watchkeeper import performance as perf
+
+    before = (date.fromisoformat(ds) - timedelta(days=1)).isoformat()
+    known = {m.ds: m.payload for m in store.metrics(spec.name, FAMILY, as_known_on=before)}
+    known.update(fresh)
+    learnable = [(d, _calibration_id(p), perf.LearningDay(
+        d, {k: p["metrics"].get(k) - v for k, v in p["estimated"].items()
+            if k in perf.ESTIMATED_METRICS and p["metrics"].get(k) is not None}, _floors(p)))
+        for d, p in sorted(known.items()) if _judgeable(p)]
+    for pds, p in fresh.items():
+        if not _judgeable(p):
             continue
-        err = {k: p["metrics"][k] - p["estimated"][k] for k in p["estimated"]
-               if p["metrics"].get(k) is not None and p["estimated"].get(k) is not None}
-        if err:
-            out.append((m.ds, err))
-        if len(out) >= HEALTHY_DAYS:
-            break
-    return [e for _, e in sorted(out)[:HEALTHY_DAYS]]
+        cal_id = _calibration_id(p)
+        same = [day for d, c, day in learnable if d < pds and c == cal_id]
+        since = (date.fromisoformat(pds) - timedelta(days=POOL_WINDOW_DAYS)).isoformat()
+        # the days pooled with d are tested with it, so they are not also its reference
+        recent = [d for d in same if d.ds >= since][-(perf.CONCEPT_POOL_DAYS - 1):]
+        pooled = {d.ds for d in recent}
+        learning = [d for d in same if d.ds not in pooled][:HEALTHY_DAYS]
+        finding = perf.concept_drift_check(p["metrics"], p["estimated"], learning, floors=_floors(p),
+                                           recent=recent, prediction_ds=pds)
+        p["concept_drift"] = finding.suspected
+        p["concept_drift_detail"] = finding.to_dict()

@@ -12,11 +12,13 @@ What is here
   abs_error_p50/p90/p99), ``ranking_metrics`` (map, ndcg_at_k per query group); ``evaluate`` and
   ``evaluate_by_day`` pick the right one for a model's task. Each value equals scikit-learn's on the
   same rows, or the textbook formula where scikit-learn has none (bias, error quantiles, ECE).
-* Before labels: ``cbpe_estimate`` (the idea of NannyML's confidence-based performance
-  estimation: the expected confusion matrix from calibrated scores), ``estimate_performance``
-  (the same, or an explicit "not estimated" for regression and ranking), ``compare_estimate`` and
-  ``concept_drift_check`` (realized quality departing from the estimate by more than the
-  estimate's healthy-period error: suspected concept drift).
+* Before labels: ``reference_calibration`` / ``fit_calibrator`` (isotonic regression of the
+  reference's labels on its scores, or raw scores with the reason), ``cbpe_estimate`` (NannyML's
+  confidence-based performance estimation: the expected confusion matrix and the expected ROC
+  curve from calibrated probabilities), ``estimate_performance`` (the same, or an explicit "not
+  estimated" for regression and ranking), ``compare_estimate`` and ``concept_drift_check``
+  (realized quality WORSE than the estimate beyond a band learned robustly, with median and MAD,
+  over the first mature days: suspected concept drift; ``robust_band``, ``difference_floor``).
 * ``sudden_change``: a metric leaving its own trailing 14-day band (mean +- 3 sd of mature days).
 * ``business_outcomes``: declared aggregates over the joined rows (share of fraudulent value caught,
   share of deliveries late by more than 10 minutes) with a threshold and direction.
@@ -38,6 +40,8 @@ Conventions (choices, stated once)
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -52,8 +56,10 @@ __all__ = [
     "Aggregate",
     "BucketMetrics",
     "CalibrationResult",
+    "CalibrationChoice",
     "Calibrator",
     "ConceptDriftFinding",
+    "LearningDay",
     "MetricInputError",
     "MetricSet",
     "MetricsReport",
@@ -61,6 +67,7 @@ __all__ = [
     "OutcomeSpec",
     "OutcomeSpecError",
     "PerformanceEstimate",
+    "RobustBand",
     "SuddenChangeFlag",
     "bucket_metrics",
     "business_outcomes",
@@ -69,21 +76,24 @@ __all__ = [
     "classification_metrics",
     "compare_estimate",
     "concept_drift_check",
+    "difference_floor",
     "estimate_performance",
     "evaluate",
     "evaluate_by_day",
+    "expected_roc_auc",
     "fit_calibrator",
-    "healthy_error_stats",
     "normalize_task",
     "ranking_metrics",
+    "reference_calibration",
     "regression_metrics",
+    "robust_band",
     "sudden_change",
 ]
 
 BINARY_METRICS = ("precision", "recall", "f1", "accuracy", "roc_auc", "pr_auc", "ece")
 REGRESSION_METRICS = ("mae", "rmse", "bias", "abs_error_p50", "abs_error_p90", "abs_error_p99")
 RANKING_METRICS = ("map", "ndcg_at_k")
-ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1")
+ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 
 _TASKS = {
     "binary_classification": "binary_classification",
@@ -694,6 +704,11 @@ def evaluate_by_day(joined: pd.DataFrame, *, ds_col: str = "ds", **kwargs: Any) 
 # ---------------------------------------------------------------------------------------------
 # estimates before labels (CBPE)
 
+# A calibrator fitted on fewer labelled rows, or on fewer rows of either class, is a handful of
+# steps: its probabilities would be worse than the raw scores it replaces.
+MIN_CALIBRATION_ROWS = 100
+MIN_CALIBRATION_CLASS_ROWS = 10
+
 
 @dataclass
 class Calibrator:
@@ -713,6 +728,13 @@ class Calibrator:
         # np.interp clips outside the fitted range, as IsotonicRegression(out_of_bounds="clip").
         return np.interp(s, self.x, self.y)
 
+    @property
+    def id(self) -> str:
+        """A short digest of the fitted curve: the same reference gives the same id, so estimates
+        made with one calibrator can be told from estimates made with another."""
+        raw = json.dumps([[repr(float(v)) for v in self.x], [repr(float(v)) for v in self.y]])
+        return "iso-" + hashlib.sha256(raw.encode()).hexdigest()[:12]
+
     def to_dict(self) -> dict[str, Any]:
         return {"x": list(self.x), "y": list(self.y), "n": self.n, "notes": list(self.notes)}
 
@@ -722,7 +744,10 @@ class Calibrator:
 
 
 def fit_calibrator(y_true: Any, score: Any) -> Calibrator:
-    """Isotonic regression of labels on scores (sklearn ``IsotonicRegression``, clipped to [0, 1])."""
+    """Isotonic regression of labels on scores (sklearn ``IsotonicRegression``, clipped to [0, 1]).
+
+    Between the fitted points the map is linear, outside them it is clipped to the end values
+    (scikit-learn's convention, which NannyML's CBPE inherits)."""
     from sklearn.isotonic import IsotonicRegression
 
     y, s, excluded = _pair(y_true, score, ("y_true", "score"))
@@ -737,8 +762,76 @@ def fit_calibrator(y_true: Any, score: Any) -> Calibrator:
 
 
 @dataclass
+class CalibrationChoice:
+    """What CBPE uses as probabilities: a calibrator fitted on labelled reference rows
+    (``status`` "calibrated"), or the raw scores (``status`` "raw") with the reason none could be
+    fitted. ``id`` names the choice ("raw" or the calibrator's digest)."""
+
+    status: Literal["calibrated", "raw"]
+    calibrator: Calibrator | None = None
+    reason: str = ""
+    n: int = 0
+    positives: int = 0
+    source: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.calibrator.id if self.calibrator is not None else "raw"
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready description stored with each estimate (without the curve itself)."""
+        return {"status": self.status, "id": self.id, "reason": self.reason, "n": self.n,
+                "positives": self.positives, "source": self.source}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary(), "calibrator": None if self.calibrator is None else self.calibrator.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CalibrationChoice":
+        cal = d.get("calibrator")
+        return cls(status=d["status"], calibrator=None if cal is None else Calibrator.from_dict(cal),
+                   reason=str(d.get("reason", "")), n=int(d.get("n", 0)),
+                   positives=int(d.get("positives", 0)), source=str(d.get("source", "")))
+
+
+def reference_calibration(
+    y_true: Any,
+    score: Any,
+    *,
+    source: str = "reference",
+    min_rows: int = MIN_CALIBRATION_ROWS,
+    min_class_rows: int = MIN_CALIBRATION_CLASS_ROWS,
+) -> CalibrationChoice:
+    """The calibrator CBPE should use, fitted on the reference's labelled rows, or "raw" with the
+    reason when the reference cannot support one: no label or score column (``None``), labels
+    that are not 0/1, fewer than ``min_rows`` labelled rows or fewer than ``min_class_rows`` of
+    either class. ``source`` names the reference in the reasons (e.g. the training file)."""
+    if y_true is None or score is None:
+        missing = "labels" if y_true is None else "scores"
+        return CalibrationChoice("raw", reason=f"{source} has no {missing}: raw scores used as probabilities", source=source)
+    try:
+        y, s, _excluded = _pair(y_true, score, (f"{source} labels", f"{source} scores"))
+        _check_binary(y, f"{source} labels")
+    except MetricInputError as err:
+        return CalibrationChoice("raw", reason=f"cannot calibrate on {source}: {err}; raw scores used as probabilities", source=source)
+    n, pos = int(len(y)), int(y.sum())
+    small = [f"{n} labelled row(s) < {min_rows}"] if n < min_rows else []
+    small += [f"{c} {name} row(s) < {min_class_rows}" for c, name in ((pos, "positive"), (n - pos, "negative"))
+              if c < min_class_rows]
+    if small:
+        return CalibrationChoice("raw", reason=f"cannot calibrate on {source}: {', '.join(small)}; raw scores used "
+                                 "as probabilities", n=n, positives=pos, source=source)
+    cal = fit_calibrator(y, s)
+    return CalibrationChoice("calibrated", cal, reason=f"isotonic calibration on {n} labelled rows of {source} "
+                             f"({pos} positive)", n=n, positives=pos, source=source)
+
+
+@dataclass
 class PerformanceEstimate:
-    """Estimated quality before labels. ``status`` is "estimated" or "not_estimated" (with reason)."""
+    """Estimated quality before labels. ``status`` is "estimated" or "not_estimated" (with reason).
+
+    ``calibration``: which probabilities the estimate used ({"status": "calibrated" | "raw", "id"}).
+    """
 
     task: str
     status: Literal["estimated", "not_estimated"]
@@ -749,6 +842,7 @@ class PerformanceEstimate:
     method: str = ""
     reason: str = ""
     notes: list[str] = field(default_factory=list)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -761,17 +855,43 @@ class PerformanceEstimate:
             "method": self.method,
             "reason": self.reason,
             "notes": list(self.notes),
+            "calibration": _plain(self.calibration),
         }
 
 
-def cbpe_estimate(score: Any, threshold: float = 0.5, *, calibrator: Calibrator | None = None) -> PerformanceEstimate:
-    """Expected accuracy, precision, recall and f1 from the scores alone.
+def expected_roc_auc(p: Any) -> float | None:
+    """CBPE's ROC AUC: the area under the expected ROC curve of rows whose probability of being
+    positive is ``p`` (calibrated). At a threshold t the expected TP is the sum of p over rows with
+    p >= t and the expected FP the sum of 1 - p; TPR and FPR divide by the expected positives and
+    negatives. The trapezoids over all thresholds are computed here as the weighted Mann-Whitney
+    sum: each row is p of a positive and 1 - p of a negative, rows tied in p count half (a row with
+    itself too, as on the curve). None when the expected positives or negatives are 0.
 
-    With p the calibrated probability of the positive class and a prediction positive when the
-    raw score >= threshold: E[TP] = sum of p over predicted positives, E[FP] = sum of (1 - p) over
-    them, E[FN] = sum of p over predicted negatives, E[TN] = sum of (1 - p) over them; the metrics
-    follow from that expected confusion matrix. Valid while the relation between inputs and outcome
-    is unchanged (no concept drift) and the scores (or the calibrator) are calibrated.
+    Ranking by calibrated p or by the raw score gives the same area: a calibrator is monotone, and
+    rows it maps to one value add collinear points to the curve.
+    """
+    p = _array(p, "p")
+    p = p[np.isfinite(p)]
+    pos_mass, neg_mass = float(p.sum()), float((1.0 - p).sum())
+    if len(p) == 0 or pos_mass <= 0.0 or neg_mass <= 0.0:
+        return None
+    ps = np.sort(p, kind="mergesort")
+    starts = np.r_[0, np.flatnonzero(np.diff(ps)) + 1]
+    pos_g = np.add.reduceat(ps, starts)
+    neg_g = np.add.reduceat(1.0 - ps, starts)
+    neg_below = np.cumsum(neg_g) - neg_g
+    return float(np.sum(pos_g * (neg_below + 0.5 * neg_g)) / (pos_mass * neg_mass))
+
+
+def cbpe_estimate(score: Any, threshold: float = 0.5, *, calibrator: Calibrator | None = None) -> PerformanceEstimate:
+    """Expected accuracy, precision, recall, f1 and roc_auc from the scores alone.
+
+    With p the calibrated probability of the positive class (the raw score without a calibrator)
+    and a prediction positive when the raw score >= threshold: E[TP] = sum of p over predicted
+    positives, E[FP] = sum of (1 - p) over them, E[FN] = sum of p over predicted negatives, E[TN] =
+    sum of (1 - p) over them; the metrics follow from that expected confusion matrix, roc_auc from
+    the expected ROC curve (``expected_roc_auc``). Valid while the relation between inputs and
+    outcome is unchanged (no concept drift) and p is calibrated.
     """
     s_all = _array(score, "score")
     keep = np.isfinite(s_all)
@@ -790,6 +910,7 @@ def cbpe_estimate(score: Any, threshold: float = 0.5, *, calibrator: Calibrator 
         "precision": etp / (etp + efp) if (etp + efp) > 0 else None,
         "recall": etp / (etp + efn) if (etp + efn) > 0 else None,
         "f1": 2 * etp / (2 * etp + efp + efn) if (2 * etp + efp + efn) > 0 else None,
+        "roc_auc": expected_roc_auc(p),
     }
     if n == 0:
         notes.append("no scored rows: nothing to estimate")
@@ -797,6 +918,14 @@ def cbpe_estimate(score: Any, threshold: float = 0.5, *, calibrator: Calibrator 
         notes.append(f"precision not estimated: no score >= threshold {threshold}")
     if n and v["recall"] is None:
         notes.append("recall not estimated: expected positives are 0")
+    if n and v["roc_auc"] is None:
+        notes.append("roc_auc not estimated: expected positives or negatives are 0")
+    if calibrator is not None:
+        method = f"CBPE: expected confusion matrix and ROC curve from scores calibrated on {calibrator.n} reference rows (isotonic)"
+        calibration = {"status": "calibrated", "id": calibrator.id}
+    else:
+        method = "CBPE: expected confusion matrix and ROC curve from raw scores (assumed calibrated)"
+        calibration = {"status": "raw", "id": "raw"}
     return PerformanceEstimate(
         task="binary_classification",
         status="estimated",
@@ -804,8 +933,9 @@ def cbpe_estimate(score: Any, threshold: float = 0.5, *, calibrator: Calibrator 
         n=n,
         expected_counts={"tp": etp, "fp": efp, "fn": efn, "tn": etn},
         threshold=float(threshold),
-        method="CBPE: expected confusion matrix from " + ("calibrated" if calibrator else "raw (assumed calibrated)") + " scores",
+        method=method,
         notes=notes,
+        calibration=calibration,
     )
 
 
@@ -853,92 +983,339 @@ def compare_estimate(
     return out
 
 
-def healthy_error_stats(errors: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float | int | None]]:
-    """Per metric: mean, sample sd (ddof=1) and count of (realized - estimated) over healthy days."""
-    buckets: dict[str, list[float]] = {}
-    for row in errors:
-        for m, v in row.items():
-            if v is not None and math.isfinite(float(v)):
-                buckets.setdefault(m, []).append(float(v))
-    out = {}
-    for m, vals in buckets.items():
-        a = np.array(vals)
-        out[m] = {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if len(a) > 1 else None, "n": int(len(a))}
+# ---------------------------------------------------------------------------------------------
+# concept drift: realized quality worse than its estimate, beyond a robustly learned band
+
+MAD_TO_SD = 1.4826  # 1 / Phi^-1(3/4): MAD times this estimates the sd of normal data
+CONCEPT_DRIFT_K = 4.0  # band half-width in robust sd; one-sided (worse only), so ~3e-5 per metric-day by chance
+CONCEPT_LEARNING_DAYS = 14
+CONCEPT_MIN_LEARNING_DAYS = 5
+CONCEPT_ITERATIONS = 2
+CONCEPT_MIN_SD = 0.001  # a tenth of a percentage point: below this a difference is rounding
+CONCEPT_POOL_DAYS = 3  # a day inside its band is also judged together with the 2 mature days before it
+HIGHER_IS_BETTER = frozenset(ESTIMATED_METRICS)
+
+
+def difference_floor(
+    estimated: PerformanceEstimate | Mapping[str, Any],
+    *,
+    n: int | float | None,
+    positives: int | float | None,
+    predicted_positives: int | float | None,
+    metrics: Sequence[str] = ESTIMATED_METRICS,
+) -> dict[str, float | None]:
+    """Per metric, the sd of realized - estimated that sampling alone gives at the day's counts:
+    the binomial sd sqrt(v (1 - v) / m) of a proportion v (the estimate) measured on m rows, with
+    m = the labelled rows (accuracy), the predicted positives (precision), the positives (recall),
+    their mean (f1, the harmonic mean of the two); roc_auc uses Hanley and McNeil's (1982) sd at
+    the day's positives and negatives. None where the count is 0 or unknown.
+
+    It is the floor of the concept-drift band: a day's difference is not judged against a spread
+    narrower than what its own label count allows.
+    """
+    e = _values_of(estimated, "estimated")
+
+    def num(x):
+        return None if x is None or not math.isfinite(float(x)) else float(x)
+
+    n_, pos, pp = num(n), num(positives), num(predicted_positives)
+    counts = {
+        "accuracy": n_,
+        "precision": pp,
+        "recall": pos,
+        "f1": None if pos is None or pp is None else (pos + pp) / 2.0,
+    }
+    out: dict[str, float | None] = {}
+    for m in metrics:
+        v = e.get(m)
+        v = None if v is None or not math.isfinite(float(v)) else min(max(float(v), 0.0), 1.0)
+        if v is None:
+            out[m] = None
+        elif m == "roc_auc":
+            neg = None if n_ is None or pos is None else n_ - pos
+            if pos is None or neg is None or pos <= 0 or neg <= 0:
+                out[m] = None
+            else:
+                q1, q2 = v / (2.0 - v), 2.0 * v * v / (1.0 + v)
+                var = (v * (1 - v) + (pos - 1) * (q1 - v * v) + (neg - 1) * (q2 - v * v)) / (pos * neg)
+                out[m] = math.sqrt(max(var, 0.0))
+        else:
+            c = counts.get(m)
+            out[m] = math.sqrt(v * (1.0 - v) / c) if c is not None and c > 0 else None
     return out
+
+
+@dataclass(frozen=True)
+class LearningDay:
+    """One mature prediction-day the concept-drift band learns from: realized - estimated per
+    metric, and the sd of that difference at the day's label count (``difference_floor``)."""
+
+    ds: str
+    differences: Mapping[str, float | None]
+    floors: Mapping[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RobustBand:
+    """The centre and spread of one metric's realized - estimated over the learning days, with the
+    outlier days left out. ``status`` "learned" or "insufficient" (fewer usable days than needed)."""
+
+    metric: str
+    status: str
+    median: float | None
+    mad_sd: float | None  # 1.4826 x MAD of the days kept
+    used_days: tuple[str, ...]
+    excluded_days: tuple[str, ...]  # learning days outside the band: outliers, not normal
+    reason: str = ""
+    # 1.4826 x MAD of the kept days' (difference - median) / floor: how much more the days vary
+    # than their label counts alone explain (about 1 when sampling is all there is)
+    dispersion: float | None = None
+
+
+def robust_band(
+    metric: str,
+    days: Sequence[LearningDay],
+    *,
+    k: float = CONCEPT_DRIFT_K,
+    iterations: int = CONCEPT_ITERATIONS,
+    min_days: int = CONCEPT_MIN_LEARNING_DAYS,
+    min_sd: float = CONCEPT_MIN_SD,
+) -> RobustBand:
+    """Median and 1.4826 x MAD of ``metric``'s differences over ``days``, leaving out days that
+    are themselves outliers: a day whose difference lies outside median +- k x spread (spread =
+    the larger of 1.4826 x MAD, that day's floor and ``min_sd``) is dropped and the median and MAD
+    recomputed, up to ``iterations`` times. Fewer than ``min_days`` usable days: "insufficient".
+    """
+    pts = [(d.ds, float(d.differences[metric]), d.floors.get(metric)) for d in days
+           if d.differences.get(metric) is not None and math.isfinite(float(d.differences[metric]))]
+    if len(pts) < min_days:
+        return RobustBand(metric, "insufficient", None, None, tuple(p[0] for p in pts), (),
+                          f"{len(pts)} learning day(s) < {min_days}")
+    vals = np.array([p[1] for p in pts])
+    floors = np.array([float(p[2]) if p[2] is not None else 0.0 for p in pts])
+    keep = np.ones(len(pts), dtype=bool)
+
+    def stats(mask):
+        med = float(np.median(vals[mask]))
+        return med, MAD_TO_SD * float(np.median(np.abs(vals[mask] - med)))
+
+    for _ in range(int(iterations)):
+        med, mad_sd = stats(keep)
+        spread = np.maximum(np.maximum(floors, min_sd), mad_sd)
+        inside = np.abs(vals - med) <= k * spread
+        if (inside == keep).all():
+            break
+        keep = inside
+        if keep.sum() < min_days:
+            break
+    used = tuple(p[0] for p, m in zip(pts, keep) if m)
+    excluded = tuple(p[0] for p, m in zip(pts, keep) if not m)
+    if len(used) < min_days:
+        # Too few days agree on a normal: no band is better than one learned from outliers.
+        return RobustBand(metric, "insufficient", None, None, used, excluded,
+                          f"{len(used)} of {len(pts)} learning day(s) agree, < {min_days} (the others are outliers)")
+    med, mad_sd = stats(keep)
+    z = (vals[keep] - med) / np.maximum(floors[keep], min_sd)
+    dispersion = MAD_TO_SD * float(np.median(np.abs(z - np.median(z))))
+    return RobustBand(metric, "learned", med, mad_sd, used, excluded, dispersion=dispersion)
 
 
 @dataclass
 class ConceptDriftFinding:
-    """Realized quality against its estimate. ``status``: suspected | ok | inconclusive | not_estimated."""
+    """Realized quality against its estimate on one prediction-day.
+
+    ``status``: suspected | ok | inconclusive | not_estimated. ``suspected`` is True only when a
+    metric's realized value is WORSE than its estimate beyond the learned band. ``metrics``: one row
+    per metric (realized, estimated, difference, median, spread, low, high, direction "worse" /
+    "better" / None, ...). ``worst``: the largest shortfall (estimated - realized) of a worse
+    metric (larger = worse), ``worst_text`` the same in words; None unless suspected.
+    ``learning_days``: the days the bands were learned over (before outliers were left out).
+    """
 
     status: str
     suspected: bool
     reason: str
     metrics: list[dict[str, Any]]
     k: float
+    prediction_ds: str | None = None
+    worst: float | None = None
+    worst_metric: str | None = None
+    worst_text: str | None = None
+    learning_days: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "suspected": self.suspected, "reason": self.reason, "metrics": _plain(self.metrics), "k": self.k}
+        return {"status": self.status, "suspected": self.suspected, "reason": self.reason,
+                "metrics": _plain(self.metrics), "k": self.k, "prediction_ds": self.prediction_ds,
+                "worst": _plain(self.worst), "worst_metric": self.worst_metric, "worst_text": self.worst_text,
+                "learning_days": list(self.learning_days)}
+
+
+def _learning(days: Iterable[LearningDay | Mapping[str, Any]]) -> list[LearningDay]:
+    out = []
+    for i, d in enumerate(days):
+        out.append(d if isinstance(d, LearningDay) else LearningDay(f"day {i + 1}", dict(d)))
+    return out
+
+
+def _pooled(difference: float, floor: float | None, earlier: Sequence[tuple[str, float, float | None]],
+            min_sd: float) -> tuple[float, float, int]:
+    """Inverse-variance weighted mean of the day's difference and the earlier days', the sd
+    sampling alone gives it, and the number of days pooled (a day's weight is 1 / its floor^2:
+    a day with few labels counts less)."""
+    items = [(difference, floor)] + [(d, f) for _, d, f in earlier]
+    w = np.array([1.0 / max(float(f or 0.0), min_sd) ** 2 for _, f in items])
+    d = np.array([v for v, _ in items])
+    return float(np.sum(w * d) / np.sum(w)), float(1.0 / math.sqrt(np.sum(w))), len(items)
+
+
+def _side(difference: float, low: float, high: float) -> str | None:
+    """Which edge of the band a difference is past ("low" / "high"), counting it only when it is
+    also on that side of 0: realized below (above) the estimate, so the words match the numbers
+    even when the estimate's normal error is large."""
+    if difference < low and difference < 0:
+        return "low"
+    if difference > high and difference > 0:
+        return "high"
+    return None
 
 
 def concept_drift_check(
     realized: MetricSet | MetricsReport | Mapping[str, Any],
     estimated: PerformanceEstimate | Mapping[str, Any],
-    healthy_errors: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]],
-    k: float = 3.0,
+    learning: Iterable[LearningDay | Mapping[str, Any]],
     *,
+    floors: Mapping[str, float | None] | None = None,
+    recent: Sequence[LearningDay] = (),
+    k: float = CONCEPT_DRIFT_K,
     metrics: Sequence[str] = ESTIMATED_METRICS,
-    min_healthy_days: int = 5,
-    min_sd: float = 0.005,
+    min_learning_days: int = CONCEPT_MIN_LEARNING_DAYS,
+    iterations: int = CONCEPT_ITERATIONS,
+    min_sd: float = CONCEPT_MIN_SD,
+    pool_days: int = CONCEPT_POOL_DAYS,
+    prediction_ds: str | None = None,
 ) -> ConceptDriftFinding:
-    """Suspected concept drift: realized - estimated leaves mean +- k sd of its healthy-period values.
+    """Suspected concept drift: realized quality WORSE than its estimate beyond a robust band.
 
-    ``healthy_errors``: either one dict per healthy mature day of (realized - estimated) per metric,
-    or the stats from ``healthy_error_stats``. The sd has a floor ``min_sd`` (half a percentage
-    point by default): a few near-identical healthy days would otherwise make any rounding a finding.
-    Metrics with fewer than ``min_healthy_days`` healthy values, or without a realized or estimated
-    value, are not judged; when none can be judged the status is "inconclusive".
+    Per metric, the difference realized - estimated is compared with the band median +- k x spread
+    learned over ``learning`` (the model's first mature days; ``robust_band`` leaves out days that
+    are outliers themselves). The spread is the largest of 1.4826 x MAD, this day's ``floors``
+    entry (the sd its label count allows, ``difference_floor``) and ``min_sd``.
+
+    A day inside its band is also judged pooled with the newest ``pool_days - 1`` days of
+    ``recent`` (the mature days just before it, oldest first) that are inside the band too: the
+    inverse-variance weighted mean of their differences (weights 1 / floor^2) against median +- k
+    x spread, spread = the pooled sampling sd times the learning days' dispersion (1.4826 x MAD
+    of their differences in units of their own floors, at least 1), at least ``min_sd``. At a few
+    hundred rows a day one day's labels cannot show a fall that three days together do; days
+    outside the band are left out of the pool so one bad day does not taint its neighbours, and
+    the day itself must be below (above) the median for a pooled worse (better) verdict.
+
+    For these higher-is-better metrics a difference below the low edge (and below 0: realized
+    under the estimate) is "worse" and makes the day suspected; above the high edge (and above 0)
+    is "better": reported, never suspected (the model doing better than it expects is no reason
+    to page anybody). Metrics without a realized or estimated
+    value, or with fewer than ``min_learning_days`` usable learning days, are not judged; when
+    none can be judged the status is "inconclusive".
     """
+    where = f"prediction-day {prediction_ds}: " if prediction_ds else ""
     if isinstance(estimated, PerformanceEstimate) and estimated.status != "estimated":
-        return ConceptDriftFinding("not_estimated", False, estimated.reason or "no estimate", [], float(k))
-    if isinstance(healthy_errors, Mapping) and all(isinstance(v, Mapping) for v in healthy_errors.values()):
-        stats = {m: dict(v) for m, v in healthy_errors.items()}
-    else:
-        stats = healthy_error_stats(healthy_errors)  # type: ignore[arg-type]
+        return ConceptDriftFinding("not_estimated", False, where + (estimated.reason or "no estimate"), [], float(k), prediction_ds)
+    days = _learning(learning)
+    seen = [d.ds for d in days]
+    floors = dict(floors or {})
     rows = compare_estimate(estimated, realized, metrics)
-    judged, outside, unjudged = [], [], []
+    judged, worse, better, unjudged = [], [], [], []
     for r in rows:
-        st = stats.get(r["metric"]) or {}
-        n_h = int(st.get("n") or 0)
-        r.update({"healthy_mean": st.get("mean"), "healthy_sd": st.get("sd"), "n_healthy": n_h})
-        if r["difference"] is None or n_h < min_healthy_days or st.get("mean") is None:
-            r.update({"low": None, "high": None, "outside": None})
-            why = "no realized or estimated value" if r["difference"] is None else f"{n_h} healthy day(s) < {min_healthy_days}"
-            unjudged.append(f"{r['metric']} ({why})")
+        m = r["metric"]
+        band = robust_band(m, days, k=k, iterations=iterations, min_days=min_learning_days, min_sd=min_sd)
+        floor = floors.get(m)
+        r.update({"median": band.median, "mad_sd": band.mad_sd, "floor_sd": _f(floor) if floor is not None else None,
+                  "n_learning": len(band.used_days), "excluded_days": list(band.excluded_days),
+                  "spread": None, "low": None, "high": None, "direction": None, "basis": None,
+                  "outside": None, "judged": False, "pooled": None})
+        if r["difference"] is None or band.status != "learned":
+            why = "no realized or estimated value" if r["difference"] is None else band.reason
+            r["why_not_judged"] = why
+            unjudged.append(f"{m} ({why})")
             continue
-        sd = max(float(st.get("sd") or 0.0), min_sd)
-        lo, hi = float(st["mean"]) - k * sd, float(st["mean"]) + k * sd
-        out = not (lo <= r["difference"] <= hi)
-        r.update({"low": lo, "high": hi, "outside": out, "direction": ("below" if r["difference"] < lo else "above") if out else None})
+        med, mad_sd = float(band.median), float(band.mad_sd)
+        spread = max(mad_sd, float(floor or 0.0), float(min_sd))
+        lo, hi = med - k * spread, med + k * spread
+        d = float(r["difference"])
+        low_is_worse = m in HIGHER_IS_BETTER
+        named = {"low": "worse" if low_is_worse else "better", "high": "better" if low_is_worse else "worse"}
+        direction, basis = None, None
+        if (side := _side(d, lo, hi)) is not None:
+            direction, basis = named[side], "day"
+        elif pool_days > 1:
+            earlier = []
+            for x in recent:
+                v, f = x.differences.get(m), x.floors.get(m)
+                if v is None or not math.isfinite(float(v)):
+                    continue
+                # a recent day outside its own spread of this band is an outlier: not pooled
+                if abs(float(v) - med) <= k * max(mad_sd, float(f or 0.0), float(min_sd)):
+                    earlier.append((x.ds, float(v), f))
+            earlier = earlier[-(int(pool_days) - 1):]
+            if earlier:
+                pd_, pf, n_p = _pooled(d, floor, earlier, float(min_sd))
+                # the pooled sampling sd, widened by how much more than sampling the learning days
+                # vary (with equal floors this is 1.4826 x MAD / sqrt(days pooled))
+                p_spread = max(max(float(band.dispersion or 0.0), 1.0) * pf, float(min_sd))
+                p_lo, p_hi = med - k * p_spread, med + k * p_spread
+                p_side = _side(pd_, p_lo, p_hi)
+                # the day itself must lean the same way, past the median and past the estimate
+                if p_side == "low" and not d < min(med, 0.0) or p_side == "high" and not d > max(med, 0.0):
+                    p_side = None
+                p_dir = named.get(p_side)
+                r["pooled"] = {"days": [ds for ds, _, _ in earlier] + [prediction_ds or "this day"],
+                               "difference": pd_, "floor_sd": pf, "dispersion": band.dispersion,
+                               "spread": p_spread, "low": p_lo, "high": p_hi, "direction": p_dir}
+                if p_dir is not None:
+                    direction, basis = p_dir, "pooled"
+        r.update({"spread": spread, "low": lo, "high": hi, "direction": direction, "basis": basis,
+                  "outside": direction is not None, "judged": True})
         judged.append(r)
-        if out:
-            outside.append(r)
-    if outside:
-        parts = [
-            f"realized {r['metric']} {r['realized']:.4f} is {abs(r['difference']):.4f} "
-            f"{'below' if r['direction'] == 'below' else 'above'} the estimate {r['estimated']:.4f} "
-            f"(healthy error {r['healthy_mean']:+.4f}, band [{r['low']:+.4f}, {r['high']:+.4f}] "
-            f"over {r['n_healthy']} days)"
-            for r in outside
-        ]
-        reason = "; ".join(parts) + ": the relation between inputs and outcome seems to have changed (suspected concept drift)"
-        return ConceptDriftFinding("suspected", True, reason, rows, float(k))
-    if not judged:
-        return ConceptDriftFinding("inconclusive", False, "nothing to judge: " + ", ".join(unjudged), rows, float(k))
-    reason = "realized quality is within the estimate's healthy error for " + ", ".join(r["metric"] for r in judged)
+        (worse if direction == "worse" else better if direction == "better" else []).append(r)
+
+    def told(r):
+        excl = f", {len(r['excluded_days'])} outlier day(s) left out" if r["excluded_days"] else ""
+        learned = f"learned over {r['n_learning']} mature day(s){excl}"
+        if r["basis"] == "pooled":
+            p = r["pooled"]
+            edge = "below" if p["difference"] < p["low"] else "above"
+            return (f"realized {r['metric']} {r['realized']:.4f} vs estimated {r['estimated']:.4f}: difference "
+                    f"{r['difference']:+.4f}; pooled with the {len(p['days']) - 1} mature day(s) before it "
+                    f"({', '.join(p['days'][:-1])}) the difference is "
+                    f"{p['difference']:+.4f}, {edge} the pooled band [{p['low']:+.4f}, {p['high']:+.4f}] "
+                    f"(median {r['median']:+.4f} +- {k:g} x {p['spread']:.4f}, {learned})")
+        edge = "below" if r["difference"] < r["low"] else "above"
+        return (f"realized {r['metric']} {r['realized']:.4f} vs estimated {r['estimated']:.4f}: difference "
+                f"{r['difference']:+.4f}, {edge} the band [{r['low']:+.4f}, {r['high']:+.4f}] (median "
+                f"{r['median']:+.4f} +- {k:g} x {r['spread']:.4f}, {learned})")
+
+    tail = ""
+    if better:
+        tail = "; better than estimated (not a concept-drift concern): " + "; ".join(told(r) for r in better)
     if unjudged:
-        reason += "; not judged: " + ", ".join(unjudged)
-    return ConceptDriftFinding("ok", False, reason, rows, float(k))
+        tail += "; not judged: " + ", ".join(unjudged)
+    if worse:
+        top = max(worse, key=lambda r: r["estimated"] - r["realized"])
+        reason = (where + "worse than estimated: " + "; ".join(told(r) for r in worse)
+                  + ". The relation between inputs and outcome seems to have changed (suspected concept drift)" + tail)
+        return ConceptDriftFinding(
+            "suspected", True, reason, rows, float(k), prediction_ds,
+            worst=float(top["estimated"] - top["realized"]), worst_metric=top["metric"],
+            worst_text=(f"{top['metric']} {top['realized']:.4f} vs estimated {top['estimated']:.4f} "
+                        f"({top['difference']:+.4f})" + (f" on {prediction_ds}" if prediction_ds else "")),
+            learning_days=seen)
+    if not judged:
+        return ConceptDriftFinding("inconclusive", False, where + "nothing to judge: " + ", ".join(unjudged), rows,
+                                   float(k), prediction_ds, learning_days=seen)
+    calm = [r["metric"] for r in judged if r["direction"] is None]
+    reason = where + (("realized quality is within the estimate's band for " + ", ".join(calm)) if calm
+                      else "no metric falls short of its estimate beyond the band")
+    return ConceptDriftFinding("ok", False, reason + tail, rows, float(k), prediction_ds, learning_days=seen)
 
 
 # ---------------------------------------------------------------------------------------------
