@@ -428,3 +428,72 @@ def test_html_report_references_the_shared_bundle_and_drops_all_null_columns(tmp
         assert not re.search(r"https?://", page), re.findall(r"https?://\S{0,40}", page)[:3]
         assert "sampled: 5,000 of 30,000 batch rows" in page and "n1 (all null)" in page
         assert '"n0"' in page and '"n1"' not in page
+
+
+# ---- day-to-day spread of a window of whole days (issue 14: seasonal inputs) ------------------
+
+def _days_with_weather(rng, n_days: int, rows: int, day_sd: float):
+    """Days of a temperature reading whose level moves from day to day (the weather) by
+    `day_sd`, with readings spread 3 degrees around the day's level."""
+    frames = []
+    for _ in range(n_days):
+        level = 12.0 + rng.normal(0.0, day_sd)
+        frames.append(pd.DataFrame({"temp": rng.normal(level, 3.0, rows),
+                                    "hour": rng.integers(0, 24, rows).astype(float)}))
+    return frames
+
+
+def _window(frames):
+    ref = pd.concat(frames, ignore_index=True)
+    return ref, np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+
+
+def test_a_window_of_days_carries_its_day_to_day_spread_into_the_null():
+    specs = [FeatureSpec("temp", "numerical"), FeatureSpec("hour", "numerical")]
+    false_pooled = false_days = 0
+    taus, hours = [], []
+    for seed in range(40):
+        rng = np.random.default_rng([14, seed])
+        frames = _days_with_weather(rng, 8, 300, day_sd=2.0)
+        ref, days = _window(frames[:7])
+        today = frames[7]  # an ordinary day: the same weather process
+        pooled = prepare_reference(ref, specs, name="pooled", n_bootstrap=200)
+        by_day = prepare_reference(ref, specs, name="by-day", n_bootstrap=200, days=days)
+        a = compare(pooled, today, kind="drift").row("temp")
+        b = compare(by_day, today, kind="drift").row("temp")
+        false_pooled += bool(a.drifted)
+        false_days += bool(b.drifted)
+        assert a.day_spread is None and b.day_spread is not None
+        taus.append(b.day_spread)
+        # a feature without day effects keeps (about) the sampling null
+        hours.append(compare(by_day, today, kind="drift").row("hour").day_spread)
+    # the pooled null calls most ordinary weather days a shift; the day-aware one rarely does
+    assert false_pooled >= 20, false_pooled
+    assert false_days <= 4, false_days
+    assert 0.3 < float(np.median(taus)) < 1.0  # ~ 2 degrees of weather over a 3.6-degree spread
+    assert float(np.median(hours)) < 0.02 and max(hours) < 0.1 * float(np.median(taus))
+
+    # a unit change (Fahrenheit) is far outside any day's spread
+    rng = np.random.default_rng([14, 99])
+    frames = _days_with_weather(rng, 8, 300, day_sd=2.0)
+    ref, days = _window(frames[:7])
+    fahrenheit = frames[7].assign(temp=frames[7]["temp"] * 1.8 + 32)
+    row = compare(prepare_reference(ref, specs, name="w", n_bootstrap=200, days=days),
+                  fahrenheit, kind="drift").row("temp")
+    assert row.drifted and row.p_value < 1e-6
+
+
+def test_exchangeable_days_leave_the_verdicts_as_without_days():
+    """Days drawn from one distribution: tau ~ 0, so the test keeps its power on a real shift."""
+    specs = [FeatureSpec("temp", "numerical")]
+    rng = np.random.default_rng(7)
+    frames = _days_with_weather(rng, 8, 300, day_sd=0.0)
+    ref, days = _window(frames[:7])
+    shifted = frames[7].assign(temp=frames[7]["temp"] + 1.2)  # 0.4 sd: a modest, real shift
+    a = compare(prepare_reference(ref, specs, name="p", n_bootstrap=200), shifted, kind="drift")
+    b = compare(prepare_reference(ref, specs, name="d", n_bootstrap=200, days=days), shifted,
+                kind="drift")
+    assert a.row("temp").drifted and b.row("temp").drifted
+    assert b.row("temp").day_spread < 0.06
+    with pytest.raises(DriftInputError, match="days has 3 labels"):
+        prepare_reference(ref, specs, name="bad", days=["a", "b", "c"])

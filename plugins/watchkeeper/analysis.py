@@ -244,6 +244,19 @@ def _frames(spec: ModelSpec, days) -> "object":
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def _day_frames(spec: ModelSpec, days):
+    """The staged batches of `days`, concatenated, and the day of each row: a reference made of
+    whole days measures their own day-to-day spread (watchkeeper.drift, "Day-to-day spread")."""
+    import numpy as np
+    import pandas as pd
+
+    pairs = [(d, f) for d in days or () if (f := _batch(spec, d)) is not None]
+    if not pairs:
+        return pd.DataFrame(), None
+    frame = pd.concat([f for _d, f in pairs], ignore_index=True)
+    return frame, np.repeat([d for d, _f in pairs], [len(f) for _d, f in pairs])
+
+
 def _accepted_cache(spec: ModelSpec, plan) -> Path:
     """Where an acceptance's prepared window lives: keyed by the acceptance, the spec's features
     and segments, and the staged batches it was built from (a re-staged day re-prepares it)."""
@@ -275,16 +288,18 @@ def _reference_for(spec: ModelSpec, ds: str, plan, fspecs, rows_hint: int):
                 return drift.PreparedReference.load(cache), cache
             except drift.PreparedReferenceError as err:
                 log.warning("re-preparing the accepted window: %s", err)
-        ref = drift.prepare_reference(_frames(spec, plan.days), fspecs,
-                                      name=f"{spec.name}-{plan.label}", segments=spec.segments,
-                                      typical_batch_rows=rows_hint)
+        frame, days = _day_frames(spec, plan.days)
+        ref = drift.prepare_reference(frame, fspecs, name=f"{spec.name}-{plan.label}",
+                                      segments=spec.segments, typical_batch_rows=rows_hint,
+                                      days=days)
         return ref, cache
     name = f"{spec.name}-{ds}-window" if plan.label == "window" else \
         f"{spec.name}-{ds}-seasonal-{plan.period}d"
-    frame = _frames(spec, plan.days)
+    frame, days = _day_frames(spec, plan.days)
     ref = drift.prepare_reference(frame, fspecs, name=name,
                                   segments=spec.segments if len(frame.columns) else (),
-                                  typical_batch_rows=rows_hint, n_bootstrap=DRIFT_BOOTSTRAP)
+                                  typical_batch_rows=rows_hint, n_bootstrap=DRIFT_BOOTSTRAP,
+                                  days=days)
     return ref, None
 
 

@@ -51,6 +51,21 @@ Two verdicts per comparison
      (or a merge_results() of its feature groups) is one family; ``correct_jointly`` puts a day's
      drift and skew results under one correction.
 
+Day-to-day spread. A window of staged days (``prepare_reference(..., days=...)``) is not one
+sample: real traffic moves from day to day more than sampling explains (the weather behind a
+temperature, a promotion, a season's slope), and a null that draws pseudo-batches from the pooled
+window rows calls every ordinary day a shift (a seasonal input at 300 rows a day drifted on 73 of
+77 days so). For such a reference each feature's statistic is also computed for every window
+day against the other days (leave one day out, as a batch meets its window); tau^2 = the mean of
+(t_d^2 - E[t_null^2] at that day's size), less one standard error of that mean under exchangeable
+days (so they leave tau at about 0), floored at 0; it needs ``MIN_SPREAD_DAYS`` usable days.
+The null of every comparison of the feature (whole batch and segments) is then widened to
+sqrt(t_sampling^2 + (tau z)^2), z ~ N(0, 1) per replicate: a day's own shift adds in quadrature
+to sampling noise for distance statistics (and the KS distance); ``-ln(p)`` statistics (chisquare,
+z) keep the sampling null. Exchangeable days give tau ~ 0 and the test is unchanged; a unit change
+or a broken feed is far outside any day's spread. ``DriftRow.day_spread`` records tau. The training
+set (skew) has no days and keeps the sampling null.
+
 Dataset level: ``share`` is the share of whole-batch features with ``drifted``; ``dataset_drift``
 is True when *any* row (whole batch or segment) is ``drifted`` -- the correction already holds the
 day's false alarms at the stated rate, so one surviving alarm is meaningful. Evidently's own
@@ -277,6 +292,9 @@ class DriftRow:
     n_reference: int
     note: str = ""
     null: NullSummary | None = None
+    # The reference's own day-to-day spread of this feature's statistic beyond sampling noise
+    # (a window of staged days only; see "Day-to-day spread" in the module docstring).
+    day_spread: float | None = None
 
     @property
     def measured(self) -> bool:
@@ -334,7 +352,8 @@ class DriftResult:
         for r in self.rows:
             d = {k: getattr(r, k) for k in ("feature", "segment", "method", "score", "threshold",
                                              "evidently_drifted", "drifted", "p_value", "p_adjusted",
-                                             "calibrated_threshold", "n_current", "n_reference", "note")}
+                                             "calibrated_threshold", "n_current", "n_reference", "note",
+                                             "day_spread")}
             rows.append({k: _jsonable(v) for k, v in d.items()})
         return {
             "kind": self.kind, "reference_name": self.reference_name, "rows": rows,
@@ -585,6 +604,8 @@ class PreparedReference:
         self._nulls: dict[tuple, _Null] = {}
         self._group_cache: dict[tuple, Any] = {}
         self._lock = threading.Lock()
+        self._day_codes: np.ndarray | None = None  # the day of each row (windows of whole days)
+        self._day_spread: dict[str, float | None] = {}
 
     # -- read-only views ---------------------------------------------------------------------
     @property
@@ -625,6 +646,9 @@ class PreparedReference:
         self.__dict__.update(state)
         self._group_cache = {}
         self._lock = threading.Lock()
+        # references saved before day-to-day spreads existed (cached training sets) have no days
+        self.__dict__.setdefault("_day_codes", None)
+        self.__dict__.setdefault("_day_spread", {})
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write the prepared reference (pickle) atomically; default under WATCHKEEPER_HOME."""
@@ -684,6 +708,16 @@ class PreparedReference:
         self._group_cache[key] = v
         return v
 
+    def day_spread(self, name: str) -> float | None:
+        """The feature's day-to-day spread (tau, in its statistic's units) beyond sampling
+        noise, or None when it cannot be told (no days, fewer than MIN_SPREAD_DAYS usable days,
+        or a p-value statistic); memoised per feature."""
+        if name in self._day_spread:
+            return self._day_spread[name]
+        tau = _estimate_day_spread(self, self._refs[name]) if self._day_codes is not None else None
+        with self._lock:
+            return self._day_spread.setdefault(name, tau)
+
     def _null(self, key: tuple, build) -> _Null:
         hit = self._nulls.get(key)
         if hit is not None:
@@ -704,8 +738,13 @@ def prepare_reference(
     resolve_with: pd.DataFrame | None = None,
     n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
     seed: int = 0,
+    days: Sequence[Any] | None = None,
 ) -> PreparedReference:
     """Clean the reference once, settle each feature's method once, precompute nulls.
+
+    ``days``: when the reference is made of whole days (a trailing window of staged batches),
+    the day of each row, aligned with ``df``: the nulls then also carry the reference's own
+    day-to-day spread (see "Day-to-day spread" in the module docstring).
 
     Method choice (auto = ``FeatureSpec.method is None``): Evidently's own rule
     (``get_stattest(reference, batch, type, None)``, i.e. registry._get_default_stattest), evaluated
@@ -749,9 +788,19 @@ def prepare_reference(
 
     notes: list[str] = []
     n_source = len(df)
+    day_codes: np.ndarray | None = None
+    if days is not None:
+        day_arr = np.asarray(days)
+        if len(day_arr) != n_source:
+            raise DriftInputError(f"reference '{name}': days has {len(day_arr)} labels for "
+                                  f"{n_source} rows")
+        _labels, day_codes = np.unique(day_arr.astype(str), return_inverse=True)
+        day_codes = day_codes.astype(np.int32)
     if max_rows is not None and n_source > max_rows:
         pick = np.sort(np.random.default_rng(seed).choice(n_source, size=max_rows, replace=False))
         df = df.iloc[pick]
+        if day_codes is not None:
+            day_codes = day_codes[pick]
         notes.append(f"reference '{name}' sampled to {max_rows} of {n_source} rows (seed {seed}); "
                      f"scores use the sample")
     df = df.reset_index(drop=True)
@@ -770,7 +819,7 @@ def prepare_reference(
 
     refs: dict[str, _FeatureRef] = {}
     row_values: dict[str, Any] = {}
-    keep_rows = bool(segments)
+    keep_rows = bool(segments) or day_codes is not None
     for spec in features:
         ctype = _KIND_TO_COLTYPE[spec.kind]
         st = _STATTESTS.get(spec.method) if spec.method else None
@@ -828,6 +877,7 @@ def prepare_reference(
                             n_rows_source=n_source, seed=seed, n_bootstrap=n_bootstrap,
                             row_values=row_values, segment_values=seg_values, notes=notes,
                             resolved_with=resolved_with)
+    ref._day_codes = day_codes if n_rows else None
     if typical_batch_rows and n_rows:
         for fname, fr in refs.items():
             if fr.problem is None and fr.method in _DISTANCE_FAST | _PVALUE_FAST:
@@ -980,6 +1030,75 @@ def _build_null(fr: _FeatureRef, ref_values: Any, m: int, bucket: int, owner: Pr
     R, C = _draw_split(rng, atoms.counts, bucket, owner.n_bootstrap)
     t, stat = _null_statistic(fr.method, atoms, R, C)
     return _summarize_null(t, stat, bucket)
+
+
+MIN_SPREAD_DAYS = 5  # days a window needs before its day-to-day spread is estimated
+_MIN_DAY_ROWS = 20  # a day with fewer clean values says nothing about the spread
+# Statistics that add up in quadrature with a day's own shift (distances, and the KS distance);
+# -ln(p) statistics (chisquare, z) do not, and keep the sampling null alone.
+_SPREAD_STATISTICS = _DISTANCE_FAST | {"ks"}
+
+
+def _estimate_day_spread(ref: PreparedReference, fr: _FeatureRef) -> float | None:
+    """tau^2 = mean over the window's days of (t_d^2 - E[t_null^2 at the day's size]), where
+    t_d is the feature's statistic of day d against the other days (leave one day out, exactly
+    as a batch is compared with its window) and the null is the sampling-only bootstrap at that
+    day's size. Real traffic moves from day to day more than sampling explains (weather, a
+    promotion, the season's slope): tau is that excess, and 0 when the days are exchangeable."""
+    if fr.problem is not None or fr.method not in _SPREAD_STATISTICS:
+        return None
+    raw = ref._row_values.get(fr.spec.name)
+    codes = ref._day_codes
+    if raw is None or codes is None:
+        return None
+    numeric = fr.ctype == ColumnType.Numerical
+    if numeric:
+        ok = np.isfinite(raw)
+    else:
+        ok = ~pd.isna(raw.to_numpy()) if isinstance(raw, pd.Series) else ~pd.isna(np.asarray(raw))
+    excess, noise = [], []
+    st = _STATTESTS[fr.method]
+    for d in np.unique(codes):
+        day = (codes == d) & ok
+        rest = (codes != d) & ok
+        n_d, m_d = int(day.sum()), int(rest.sum())
+        if n_d < _MIN_DAY_ROWS or m_d < _MIN_DAY_ROWS:
+            continue
+        if numeric:
+            rv, cv = np.sort(raw[rest]), np.sort(raw[day])
+            if fr.method == "ks":
+                t = _ks_statistic(rv, cv)
+            else:
+                t = float(st(pd.Series(rv), pd.Series(cv), fr.ctype, fr.threshold).drift_score)
+            rvals = rv
+        else:
+            rvals = _clean_categorical(raw[rest], fr.family)
+            cvals = _clean_categorical(raw[day], fr.family)
+            t = float(st(rvals, cvals, fr.ctype, fr.threshold).drift_score)
+        if not math.isfinite(t):
+            continue
+        bucket = batch_size_bucket(n_d)
+        group = ("__day__", int(d))
+        nul = _build_null(fr, rvals, m_d, bucket, ref, (fr.spec.name, group))
+        t2 = nul.t_sorted[np.isfinite(nul.t_sorted)] ** 2
+        excess.append(t * t - float(np.mean(t2)))
+        noise.append(float(np.var(t2)))
+    if len(excess) < MIN_SPREAD_DAYS:
+        return None
+    # Exchangeable days still give a positive mean excess half the time: one standard error of
+    # that mean under no day effect is taken off, so they leave tau at (nearly) 0 and the test
+    # keeps its power, while a real day-to-day spread is far above it.
+    se = math.sqrt(float(np.mean(noise)) / len(excess))
+    return math.sqrt(max(0.0, float(np.mean(excess)) - se))
+
+
+def _with_day_spread(nul: _Null, tau: float, rng: np.random.Generator) -> _Null:
+    """The sampling null widened by a day's own shift: t = sqrt(t_sampling^2 + (tau z)^2),
+    z ~ N(0, 1) per replicate (day shifts add in quadrature to sampling noise for distances)."""
+    t = nul.t_sorted
+    z = rng.standard_normal(t.size)
+    return _summarize_null(np.sqrt(t * t + (tau * z) ** 2), nul.summary.statistic,
+                           nul.summary.bucket_rows)
 
 
 def _null_statistic(method: str, atoms: _Atoms, R: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, str]:
@@ -1142,8 +1261,12 @@ def _measure(ref: PreparedReference, fr: _FeatureRef, ref_vals: Any, cur_vals: A
         t_obs = score
     bucket = batch_size_bucket(n)
     values_for_null = ref_vals if not numeric else r_arr
-    nul = ref._null(_null_key(fr.spec.name, group, bucket, method),
-                    lambda: _build_null(fr, values_for_null, m, bucket, ref, (fr.spec.name, group)))
+    key = _null_key(fr.spec.name, group, bucket, method)
+    nul = ref._null(key, lambda: _build_null(fr, values_for_null, m, bucket, ref, (fr.spec.name, group)))
+    tau = ref.day_spread(fr.spec.name)
+    if tau:
+        nul = ref._null((*key, "day_spread", round(tau, 12)),
+                        lambda: _with_day_spread(nul, tau, _seed_for(ref.seed, (key, "day", tau))))
     p = nul.p_value(t_obs)
     if math.isnan(p):
         note = "score is NaN; not counted as a comparison"
@@ -1151,7 +1274,7 @@ def _measure(ref: PreparedReference, fr: _FeatureRef, ref_vals: Any, cur_vals: A
     else:
         p_out = p
     return _Comparison(DriftRow(**{**base, "score": score, "evidently_drifted": ev, "p_value": p_out,
-                                   "null": nul.summary, "note": note}), t_obs)
+                                   "null": nul.summary, "note": note, "day_spread": tau}), t_obs)
 
 
 def _problem_row(fr: _FeatureRef | None, feature: str, note: str, n_current: int,
