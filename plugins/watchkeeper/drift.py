@@ -60,8 +60,9 @@ day against the other days (leave one day out, as a batch meets its window); tau
 (t_d^2 - E[t_null^2] at that day's size), less one standard error of that mean under exchangeable
 days (so they leave tau at about 0), floored at 0; it needs ``MIN_SPREAD_DAYS`` usable days.
 The null of every comparison of the feature (whole batch and segments) is then widened to
-sqrt(t_sampling^2 + (tau z)^2), z ~ N(0, 1) per replicate: a day's own shift adds in quadrature
-to sampling noise for distance statistics (and the KS distance); ``-ln(p)`` statistics (chisquare,
+sqrt(t_sampling^2 + (tau z)^2), z ~ Student's t with (days - 1) degrees of freedom per replicate
+(tau comes from a handful of days): a day's own shift adds in quadrature to sampling noise for
+distance statistics (and the KS distance); ``-ln(p)`` statistics (chisquare,
 z) keep the sampling null. Exchangeable days give tau ~ 0 and the test is unchanged; a unit change
 or a broken feed is far outside any day's spread. ``DriftRow.day_spread`` records tau. The training
 set (skew) has no days and keeps the sampling null.
@@ -708,15 +709,15 @@ class PreparedReference:
         self._group_cache[key] = v
         return v
 
-    def day_spread(self, name: str) -> float | None:
+    def day_spread(self, name: str) -> tuple[float, int] | None:
         """The feature's day-to-day spread (tau, in its statistic's units) beyond sampling
-        noise, or None when it cannot be told (no days, fewer than MIN_SPREAD_DAYS usable days,
-        or a p-value statistic); memoised per feature."""
+        noise and the number of days it was estimated from, or None when it cannot be told (no
+        days, fewer than MIN_SPREAD_DAYS usable days, or a p-value statistic); memoised."""
         if name in self._day_spread:
             return self._day_spread[name]
-        tau = _estimate_day_spread(self, self._refs[name]) if self._day_codes is not None else None
+        est = _estimate_day_spread(self, self._refs[name]) if self._day_codes is not None else None
         with self._lock:
-            return self._day_spread.setdefault(name, tau)
+            return self._day_spread.setdefault(name, est)
 
     def _null(self, key: tuple, build) -> _Null:
         hit = self._nulls.get(key)
@@ -1039,7 +1040,7 @@ _MIN_DAY_ROWS = 20  # a day with fewer clean values says nothing about the sprea
 _SPREAD_STATISTICS = _DISTANCE_FAST | {"ks"}
 
 
-def _estimate_day_spread(ref: PreparedReference, fr: _FeatureRef) -> float | None:
+def _estimate_day_spread(ref: PreparedReference, fr: _FeatureRef) -> tuple[float, int] | None:
     """tau^2 = mean over the window's days of (t_d^2 - E[t_null^2 at the day's size]), where
     t_d is the feature's statistic of day d against the other days (leave one day out, exactly
     as a batch is compared with its window) and the null is the sampling-only bootstrap at that
@@ -1089,14 +1090,17 @@ def _estimate_day_spread(ref: PreparedReference, fr: _FeatureRef) -> float | Non
     # that mean under no day effect is taken off, so they leave tau at (nearly) 0 and the test
     # keeps its power, while a real day-to-day spread is far above it.
     se = math.sqrt(float(np.mean(noise)) / len(excess))
-    return math.sqrt(max(0.0, float(np.mean(excess)) - se))
+    tau = math.sqrt(max(0.0, float(np.mean(excess)) - se))
+    return tau, len(excess)
 
 
-def _with_day_spread(nul: _Null, tau: float, rng: np.random.Generator) -> _Null:
-    """The sampling null widened by a day's own shift: t = sqrt(t_sampling^2 + (tau z)^2),
-    z ~ N(0, 1) per replicate (day shifts add in quadrature to sampling noise for distances)."""
+def _with_day_spread(nul: _Null, tau: float, days: int, rng: np.random.Generator) -> _Null:
+    """The sampling null widened by a day's own shift: t = sqrt(t_sampling^2 + (tau z)^2) per
+    replicate (day shifts add in quadrature to sampling noise for distances). tau is estimated
+    from a handful of days, so z is Student's t with days - 1 degrees of freedom rather than
+    normal: the predictive spread of a new day when the spread itself is uncertain."""
     t = nul.t_sorted
-    z = rng.standard_normal(t.size)
+    z = rng.standard_t(max(days - 1, 1), size=t.size)
     return _summarize_null(np.sqrt(t * t + (tau * z) ** 2), nul.summary.statistic,
                            nul.summary.bucket_rows)
 
@@ -1263,10 +1267,13 @@ def _measure(ref: PreparedReference, fr: _FeatureRef, ref_vals: Any, cur_vals: A
     values_for_null = ref_vals if not numeric else r_arr
     key = _null_key(fr.spec.name, group, bucket, method)
     nul = ref._null(key, lambda: _build_null(fr, values_for_null, m, bucket, ref, (fr.spec.name, group)))
-    tau = ref.day_spread(fr.spec.name)
+    spread = ref.day_spread(fr.spec.name)
+    tau = spread[0] if spread else None
     if tau:
-        nul = ref._null((*key, "day_spread", round(tau, 12)),
-                        lambda: _with_day_spread(nul, tau, _seed_for(ref.seed, (key, "day", tau))))
+        base_null, n_days = nul, spread[1]
+        nul = ref._null((*key, "day_spread", round(tau, 12), n_days),
+                        lambda: _with_day_spread(base_null, tau, n_days,
+                                                 _seed_for(ref.seed, (key, "day", tau))))
     p = nul.p_value(t_obs)
     if math.isnan(p):
         note = "score is NaN; not counted as a comparison"
