@@ -199,7 +199,9 @@ def restate(spec: ModelSpec, ds: str, store, resolver=None) -> dict:
                         metrics[o["name"]] = o["value"]
         estimate = None
         if spec.task == "binary_classification" and spec.prediction.score and len(day_preds):
-            est = perf.cbpe_estimate(day_preds[spec.prediction.score].astype(float).to_numpy(), threshold)
+            est = perf.cbpe_estimate(
+                day_preds[spec.prediction.score].astype(float).to_numpy(), threshold,
+                decision=day_preds[spec.prediction.label] if spec.prediction.label else None)
             estimate = {k: v for k, v in est.values.items() if v is not None}
         concept = None
         if cov.mature and estimate and metrics:
