@@ -391,9 +391,20 @@ def cmd_demo(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from datetime import date
+
     from watchkeeper import demo_runner
 
-    return demo_runner.run_range(args.model, args.ds, args.to or args.ds, dags=args.dag)
+    for opt, value in (("--ds", args.ds), ("--to", args.to)):
+        if value is not None:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise CliError(f"{opt} {value!r}: expected a day YYYY-MM-DD") from None
+    try:
+        return demo_runner.run_range(args.model, args.ds, args.to or args.ds, dags=args.dag)
+    except demo_runner.RunRefused as err:
+        raise CliError(str(err)) from None
 
 
 # ----- backtest (issue 9) ---------------------------------------------------------------------
