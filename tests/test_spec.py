@@ -124,8 +124,19 @@ def test_check_config_cli_reports_bad_spec_without_traceback(tmp_path):
     assert str(p) in r.stdout and "features[1].kind" in r.stdout
 
 
-def test_check_config_cli_passes_on_the_project():
+def test_check_config_cli_passes_on_the_project(demo_home):
+    """With the demo's data in place (the specs point at it), every spec and its data pass."""
     exe = Path(sys.executable).with_name("watchkeeper")
     r = subprocess.run([str(exe), "check-config"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 of 2 specs valid" in r.stdout
+
+
+def test_check_config_without_data_checks_specs_suites_and_slos_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("WATCHKEEPER_HOME", str(tmp_path))  # no demo data here
+    exe = Path(sys.executable).with_name("watchkeeper")
+    r = subprocess.run([str(exe), "check-config"], capture_output=True, text=True)
+    assert r.returncode == 1 and "reference.training" in r.stdout and "does not exist" in r.stdout
+    r = subprocess.run([str(exe), "check-config", "--no-data"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 of 2 specs valid" in r.stdout and "data not checked" in r.stdout

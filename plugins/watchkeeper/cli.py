@@ -26,6 +26,7 @@ def _print_json(obj) -> None:
 
 
 def cmd_check_config(args) -> int:
+    from watchkeeper import config_check
     from watchkeeper import spec as specmod
 
     target = Path(args.path) if args.path else None
@@ -35,6 +36,8 @@ def cmd_check_config(args) -> int:
         files = specmod.spec_files(target)
         if not files:
             raise CliError(f"no model specs (*.yaml) in {target or specmod.paths.models_dir()}")
+    if args.ds:
+        _day_arg("--ds", args.ds)
     problems = 0
     for f in files:
         try:
@@ -43,42 +46,33 @@ def cmd_check_config(args) -> int:
             print(f"FAIL {err}")
             problems += 1
             continue
-        suite_errors = _check_suites(s)
-        if suite_errors:
+        found = config_check.check_spec(s, ds=args.ds, data=not args.no_data)
+        errors = [p for p in found if p.level == "error"]
+        warnings = [p for p in found if p.level != "error"]
+        if errors:
             problems += 1
-            for e in suite_errors:
-                print(f"FAIL {e}")
+            print(f"FAIL {f}: {len(errors)} problem(s)")
+            for p in errors:
+                print(f"  - {p.line()}")
         else:
             n = sum(1 for st in ("ingestion", "features") if s.suite_path(st))
             print(f"ok   {f}: model {s.name!r} ({s.task}, {len(s.features)} features, "
-                  f"{n} suites, {len(s.slos)} SLOs)")
+                  f"{n} suites, {len(s.slos)} SLOs)" + ("" if not args.no_data else
+                                                         "; data not checked (--no-data)"))
+        for p in warnings:
+            print(f"  warning {p.line()}")
     print(f"{len(files) - problems} of {len(files)} specs valid")
     return 1 if problems else 0
 
 
-def _check_suites(s) -> list[str]:
-    from watchkeeper import quality
+def _day_arg(opt: str, value: str) -> str:
+    from datetime import date
 
-    errors = []
-    declared = set(s.numerical + s.categorical)
-    declared |= {s.columns.id, s.columns.timestamp}
-    declared |= {c for c in (s.columns.model_version, s.columns.feature_timestamp,
-                             s.prediction.score, s.prediction.label,
-                             s.prediction.query_group, s.prediction.item) if c}
-    for stage in ("ingestion", "features"):
-        p = s.suite_path(stage)
-        if p is None:
-            continue
-        try:
-            suite = quality.load_suite(p)
-        except quality.SuiteConfigError as err:
-            errors.append(str(err))
-            continue
-        unknown = sorted(c for c in quality.suite_columns(suite) if c not in declared)
-        if unknown:
-            errors.append(f"{p}: expectations name columns the spec {s.spec_path} does not "
-                          f"declare: {', '.join(unknown)}")
-    return errors
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"{opt} {value!r}: expected a day YYYY-MM-DD") from None
+    return value
 
 
 # ----- history --------------------------------------------------------------------------------
@@ -391,16 +385,11 @@ def cmd_demo(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from datetime import date
-
     from watchkeeper import demo_runner
 
     for opt, value in (("--ds", args.ds), ("--to", args.to)):
         if value is not None:
-            try:
-                date.fromisoformat(value)
-            except ValueError:
-                raise CliError(f"{opt} {value!r}: expected a day YYYY-MM-DD") from None
+            _day_arg(opt, value)
     try:
         return demo_runner.run_range(args.model, args.ds, args.to or args.ds, dags=args.dag)
     except demo_runner.RunRefused as err:
@@ -447,8 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    c = sub.add_parser("check-config", help="validate every model spec and its suites")
+    c = sub.add_parser("check-config", help="validate every model spec, its suites, SLOs and data")
     c.add_argument("path", nargs="?", help="a spec file or a folder of specs (default include/models)")
+    c.add_argument("--ds", help="check the columns against this day of the source (default: the "
+                                "newest file of a file source; SQL sources only with --ds)")
+    c.add_argument("--no-data", dest="no_data", action="store_true",
+                   help="check the specs, suites and SLOs only, not the files they point at")
     c.set_defaults(func=cmd_check_config)
 
     c = sub.add_parser("history", help="per-day results of a model")
