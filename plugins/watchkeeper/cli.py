@@ -103,21 +103,68 @@ def cmd_suggest_suite(args) -> int:
     try:
         frame = sources.read_file(training).frame
     except sources.SourceError as err:
-        raise CliError(f"cannot read the training set of {spec.name!r}: {err}") from None
+        raise CliError(f"cannot read the training set of {spec.name!r} (reference.training in "
+                       f"{spec.spec_path}): {err}") from None
     missing = [f.name for f in spec.features if f.name not in frame.columns]
     if missing:
         raise CliError(f"{training}: training set lacks feature column(s) {', '.join(missing)}")
+    if args.rows_per_day is not None:
+        if args.rows_per_day < 1:
+            raise CliError(f"--rows-per-day {args.rows_per_day}: give a positive number of rows")
+        rows, why = args.rows_per_day, "--rows-per-day"
+    else:
+        rows, why = _typical_rows_per_day(spec, frame)
     features = [quality.FeatureInfo(name=f.name, kind=f.kind, bounds=f.bounds, pii=f.pii)
                 for f in spec.features]
-    suite = quality.suggest_features_suite(frame, features, name=f"{spec.name}.features")
-    out = Path(args.out) if args.out else (
-        spec.root() / "expectations" / spec.name / "features.suggested.json")
+    suite = quality.suggest_features_suite(frame, features, name=f"{spec.name}.features",
+                                           daily_rows=rows)
+    out = Path(args.out) if args.out else suggested_suite_path(spec)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(suite, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {out} ({len(suite['expectations'])} expectations from {len(frame)} training rows)")
-    print(f"review it, then point suites.features of {spec.spec_path} at it (or rename it to "
-          "features.json)")
+    print(f"wrote {out} ({len(suite['expectations'])} expectations from {len(frame)} training "
+          f"rows, sized for {rows} rows a day: {why})")
+    print(f"  a healthy day fails some check with probability about "
+          f"{suite['meta']['false_failure_rate_per_day']:.2g} (each expectation's notes say why)")
+    print(f"review it, then point suites.features of {spec.spec_path} at it")
     return 0
+
+
+def suggested_suite_path(spec) -> Path:
+    """Next to the spec's suites; without suites, next to the spec (so a spec kept outside
+    include/models never writes into this checkout)."""
+    for stage in ("features", "ingestion"):
+        p = spec.suite_path(stage)
+        if p is not None:
+            return p.parent / "features.suggested.json"
+    spec_file = Path(spec.spec_path).resolve() if spec.spec_path else None
+    if spec_file is not None and not (spec_file.parent.name == "models"
+                                      and spec_file.parent.parent.name == "include"):
+        return spec_file.parent / f"{spec.name}.features.suggested.json"
+    return spec.root() / "expectations" / spec.name / "features.suggested.json"
+
+
+def _typical_rows_per_day(spec, training) -> tuple[int, str]:
+    """The batch size to size bounds for: the median day stored for the model, else the
+    training set's median rows per day (by columns.timestamp in the model's timezone)."""
+    import pandas as pd
+
+    try:
+        counts = [p.rows for p in _store().partitions(spec.name)
+                  if p.rows and p.status in ("ok", "late")]
+    except Exception:  # noqa: BLE001 - no store yet is the usual case for a new model
+        counts = []
+    if counts:
+        return int(pd.Series(counts).median()), f"the median of {len(counts)} stored days"
+    ts = spec.columns.timestamp
+    if ts in training.columns:
+        t = pd.to_datetime(training[ts], errors="coerce", utc=True).dropna()
+        if len(t):
+            per_day = t.dt.tz_convert(spec.timezone).dt.date.value_counts()
+            return int(per_day.median()), (f"the training set's median rows per day over "
+                                           f"{len(per_day)} days of {ts}")
+    raise CliError(f"cannot tell how many rows a day of {spec.name!r} has: no day is stored yet "
+                   f"and the training set has no {ts!r} column to count days by; pass "
+                   "--rows-per-day N")
 
 
 # ----- gate, override, status ------------------------------------------------------------------
@@ -451,7 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("suggest-suite", help="derive a features suite from the training set")
     c.add_argument("model")
-    c.add_argument("--out", help="where to write it (default expectations/MODEL/features.suggested.json)")
+    c.add_argument("--out", help="where to write it (default: features.suggested.json next to the "
+                                 "spec's suites)")
+    c.add_argument("--rows-per-day", dest="rows_per_day", type=int,
+                   help="the day's batch size the bounds are sized for (default: the median "
+                        "stored day, else the training set's rows per day)")
     c.set_defaults(func=cmd_suggest_suite)
 
     c = sub.add_parser("gate", help="may this model ship now? exit 0 open, 1 closed, 2 inconclusive")
