@@ -167,6 +167,221 @@ def _typical_rows_per_day(spec, training) -> tuple[int, str]:
                    "--rows-per-day N")
 
 
+# ----- init (issue 15): a new model from a day of its data and its training set ---------------
+
+_DAY_IN_NAME = r"(\d{4}-\d{2}-\d{2})"
+
+
+def cmd_init(args) -> int:
+    import yaml
+
+    from watchkeeper import onboard, paths, sources
+    from watchkeeper import spec as specmod
+
+    model = args.model
+    if not specmod.NAME_RE.match(model):
+        raise CliError(f"model name {model!r}: use lower-case letters, digits and underscores, "
+                       "starting with a letter (it names the spec file and the DAGs)")
+    sample, ds, source = _init_sample(args)
+    training_path = Path(args.training)
+    try:
+        training = sources.read_file(training_path).frame
+    except sources.SourceError as err:
+        raise CliError(f"--training: {err}") from None
+    labels, arrivals, labels_ref = None, None, None
+    if args.labels:
+        labels, arrivals, labels_ref = _init_labels(args.labels, ds)
+    try:
+        p = onboard.infer(sample, training, model=model, ds=ds, task=args.task,
+                          timezone_name=args.timezone, labels=labels, label_arrivals=arrivals,
+                          label_source=args.labels or "")
+    except onboard.OnboardError as err:
+        raise CliError(str(err)) from None
+
+    # where the files go: the folder the user names, else include/models and expectations/MODEL
+    if args.out:
+        out = Path(args.out)
+        spec_file, suite_dir = out / f"{model}.yaml", out / model
+    else:
+        spec_file = paths.models_dir() / f"{model}.yaml"
+        suite_dir = paths.project_root() / "expectations" / model
+    targets = [spec_file, suite_dir / "ingestion.json", suite_dir / "features.json"]
+    existing = [t for t in targets if t.exists()]
+    if existing and not args.force:
+        raise CliError(f"{', '.join(map(str, existing))} already exist(s); pass --force to "
+                       "replace, or --out DIR to write elsewhere")
+
+    ref = _spec_ref
+    suites = {"ingestion": ref(suite_dir / "ingestion.json"),
+              "features": ref(suite_dir / "features.json")}
+    if source["kind"] == "file":
+        source = {**source, "path": ref(Path(source["path"]))}
+    text = onboard.render_spec(p, source=source, training_path=ref(training_path),
+                               labels_path=ref(Path(labels_ref)) if labels_ref else None,
+                               suites=suites)
+    try:  # the proposal must load, or nothing is written
+        specmod.parse_spec(yaml.safe_load(text), spec_file)
+    except specmod.SpecError as err:
+        raise CliError(f"the proposed spec does not validate (a bug in init, please report):\n"
+                       f"{err}") from None
+    ingestion = onboard.ingestion_suite(p, sample, training)
+    features = onboard.features_suite(p, training)
+    suite_dir.mkdir(parents=True, exist_ok=True)
+    spec_file.parent.mkdir(parents=True, exist_ok=True)
+    (suite_dir / "ingestion.json").write_text(json.dumps(ingestion, indent=2) + "\n", encoding="utf-8")
+    (suite_dir / "features.json").write_text(json.dumps(features, indent=2) + "\n", encoding="utf-8")
+    spec_file.write_text(text, encoding="utf-8")
+
+    print(f"{model}: {p.task.value}, {p.rows} rows on {ds} ({p.timezone.value})")
+    print(f"  id {p.id.value}, timestamp {p.timestamp.value}"
+          + (f", model_version {p.model_version.value}" if p.model_version else "")
+          + ", outputs " + ", ".join(f"{k} {c.value}" for k, c in p.prediction.items()
+                                     if k != "threshold" and c.value))
+    print(f"  {len(p.features)} features ({', '.join(f.name for f in p.features)}); "
+          f"segments: {', '.join(c.value for c in p.segments) or 'none'}"
+          + (f"; left out: {', '.join(c for c, _ in p.left_out)}" if p.left_out else ""))
+    print(f"  {len(p.slos)} SLOs: " + ", ".join(f"{s['name']} {s['objective']:g}" for s in p.slos))
+    for n in p.notes:
+        print(f"  note: {n}")
+    print(f"wrote {spec_file}")
+    print(f"wrote {suite_dir / 'ingestion.json'} ({len(ingestion['expectations'])} expectations)")
+    print(f"wrote {suite_dir / 'features.json'} ({len(features['expectations'])} expectations, "
+          f"sized for {p.rows} rows a day)")
+    where = "" if not args.out else f" {spec_file}"
+    print(f"next: review the comments in {spec_file.name}, then `watchkeeper check-config{where}` "
+          f"and `watchkeeper run {model} --ds {ds}`"
+          + (f" (with WATCHKEEPER_MODELS_DIR={spec_file.parent})" if args.out else ""))
+    return 0
+
+
+def _spec_ref(path: Path) -> str:
+    """A path as a spec writes it: {home}/... under WATCHKEEPER_HOME, relative to the checkout
+    inside it, absolute elsewhere."""
+    from watchkeeper import paths
+
+    p = Path(str(path).replace("{ds}", "DS-PLACEHOLDER")).resolve()  # relative: to the cwd
+    for base, prefix in ((paths.home(), "{home}/"), (paths.project_root(), "")):
+        try:
+            rel = p.relative_to(base.resolve())
+        except ValueError:
+            continue
+        out = prefix + rel.as_posix()
+        break
+    else:
+        out = p.as_posix()
+    return out.replace("DS-PLACEHOLDER", "{ds}")
+
+
+def _init_sample(args):
+    """(the sample day's frame, its day, the spec's source block)."""
+    import re
+
+    from watchkeeper import sources
+
+    given = args.sample
+    if re.match(r"^[a-z][a-z0-9+]*://", given) and not given.startswith("file://"):
+        # a database: the day's rows of a table (the URL goes into the spec as it is given)
+        if not (args.table and args.date_column and args.ds):
+            raise CliError("--sample is a database URL: give --table, --date-column and --ds "
+                           "(the day to read)")
+        from watchkeeper.spec import SqlTableSource
+
+        src = {"kind": "sql_table", "url": given, "table": args.table,
+               "date_column": args.date_column}
+        try:
+            src_obj = SqlTableSource.model_validate(src)
+        except Exception as err:  # noqa: BLE001 - pydantic's message names the field
+            raise CliError(f"--table / --date-column: {err}") from None
+        stub = _stub_spec(src_obj)  # a throwaway spec to read through the source edge
+        try:
+            part = sources.read_day(stub, src_obj, args.ds)
+        except sources.SourceError as err:
+            raise CliError(f"--sample: {err}") from None
+        if "://" in given and ":" in given.split("://", 1)[1].split("@")[0] and "@" in given:
+            print("note: the URL holds a password and goes into the spec as given; prefer an "
+                  "Airflow connection (source.conn_id)", file=sys.stderr)
+        return sources._normalize(stub, part).frame, args.ds, src
+    path = Path(given.removeprefix("file://"))
+    days = re.findall(_DAY_IN_NAME, path.name) or re.findall(_DAY_IN_NAME, str(path))
+    ds = args.ds or (days[-1] if days else None)
+    if ds is None:
+        raise CliError(f"--sample {given}: the file name holds no day (YYYY-MM-DD); the source "
+                       "must be one file per day named with its day, e.g. predictions/ds=2013-03-01.parquet")
+    _day_arg("--ds", ds)
+    if ds not in str(path):
+        raise CliError(f"--sample {given}: the path does not contain the day {ds}, so no per-day "
+                       "pattern can be made from it")
+    head, _, tail = str(path).rpartition(ds)
+    pattern = head + "{ds}" + tail
+    try:
+        frame = sources.read_file(path).frame
+    except sources.SourceError as err:
+        raise CliError(f"--sample: {err}") from None
+    fmt = "csv" if path.suffix.lower() == ".csv" else "parquet"
+    src = {"kind": "file", "path": pattern}
+    if fmt == "csv":
+        # CSV text timestamps become datetimes as the source edge reads them
+        for c in frame.columns:
+            if frame[c].dtype == object:
+                parsed = _maybe_times(frame[c])
+                if parsed is not None:
+                    frame[c] = parsed
+    return frame, ds, src
+
+
+def _maybe_times(col):
+    import pandas as pd
+
+    from watchkeeper.onboard import _parses_as_time
+
+    if not _parses_as_time(col):
+        return None
+    return pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601").dt.tz_convert(None)
+
+
+def _stub_spec(src):
+    """The least spec the source edge reads a day through (name, columns and features are not
+    used for reading)."""
+    from watchkeeper.spec import parse_spec
+
+    return parse_spec({"name": "init_sample", "task": "regression", "source": src.model_dump(),
+                       "columns": {"id": "id", "timestamp": "ts"},
+                       "features": [{"name": "x", "kind": "numerical"}],
+                       "prediction": {"label": "y"}, "reference": {"training": "unused"}})
+
+
+def _init_labels(pattern: str, ds: str):
+    """The label files that arrived from the sample's day on (at most 60 days): rows, the arrival
+    day of each, and the pattern for the spec."""
+    from datetime import date, timedelta
+
+    import pandas as pd
+
+    from watchkeeper import sources
+
+    if "{ds}" not in pattern:
+        raise CliError(f"--labels {pattern}: give the label files' pattern with {{ds}} for the "
+                       "day they arrived, e.g. labels/arrived={ds}.parquet")
+    start = date.fromisoformat(ds)
+    frames, arrivals = [], []
+    for i in range(61):
+        d = (start + timedelta(days=i)).isoformat()
+        f = Path(pattern.replace("{ds}", d))
+        if not f.exists():
+            continue
+        try:
+            frame = sources.read_file(f).frame
+        except sources.SourceError as err:
+            raise CliError(f"--labels: {err}") from None
+        if len(frame):
+            frames.append(frame)
+            arrivals += [d] * len(frame)
+    if not frames:
+        raise CliError(f"--labels {pattern}: no label file arrived on {ds} or in the 60 days "
+                       f"after it (looked for {pattern.replace('{ds}', ds)}, ...)")
+    return (pd.concat(frames, ignore_index=True), pd.Series(arrivals), pattern)
+
+
 # ----- gate, override, status ------------------------------------------------------------------
 
 
@@ -504,6 +719,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the day's batch size the bounds are sized for (default: the median "
                         "stored day, else the training set's rows per day)")
     c.set_defaults(func=cmd_suggest_suite)
+
+    c = sub.add_parser("init", help="a new model: spec, suites and SLOs proposed from a day of "
+                                    "its data and its training set")
+    c.add_argument("model", help="the model's name (lower-case, digits, underscores)")
+    c.add_argument("--sample", required=True,
+                   help="a day of predictions: a file named with its day (ds=YYYY-MM-DD.parquet "
+                        "or .csv), or a database URL with --table, --date-column and --ds")
+    c.add_argument("--training", required=True, help="the training set (parquet or csv) with the "
+                                                     "model's outputs on it")
+    c.add_argument("--task", choices=["binary_classification", "regression", "ranking"],
+                   help="default: inferred from the outputs")
+    c.add_argument("--labels", help="the label files' pattern, {ds} = the day they arrived")
+    c.add_argument("--timezone", help="the model's day is this timezone's (default: the "
+                                      "timestamps' own, else UTC)")
+    c.add_argument("--ds", help="the sample's day (default: from its file name)")
+    c.add_argument("--table", help="with a database URL: the table")
+    c.add_argument("--date-column", dest="date_column", help="with a database URL: its day column")
+    c.add_argument("--out", help="write the spec and suites here (default include/models and "
+                                 "expectations/MODEL)")
+    c.add_argument("--force", action="store_true", help="replace files that exist")
+    c.set_defaults(func=cmd_init)
 
     c = sub.add_parser("gate", help="may this model ship now? exit 0 open, 1 closed, 2 inconclusive")
     c.add_argument("model")

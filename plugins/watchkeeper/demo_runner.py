@@ -322,11 +322,14 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def progress_note(k: int, n: int, elapsed: float) -> str:
-    """ "day k of n" and, from the mean time per day so far, when the range should finish."""
+def progress_note(k: int, n: int, elapsed: float, first_day: float | None = None) -> str:
+    """ "day k of n" and when the range should finish, from the mean time per day so far (the
+    first day, which pays for the imports, left out once there are others)."""
     if n <= 1:
         return ""
     per_day = elapsed / k
+    if first_day is not None and k > 1:
+        per_day = (elapsed - first_day) / (k - 1)
     left = per_day * (n - k)
     return f"  [day {k} of {n}, {_duration(per_day)}/day, " + (
         f"about {_duration(left)} left]" if k < n else f"done in {_duration(elapsed)}]")
@@ -363,6 +366,7 @@ def run_range(model: str, first: str, last: str, dags: list[str] | None = None,
     store = open_store()
     bad = 0
     t0 = time.monotonic()
+    first_day = None
     for k, ds in enumerate(days, start=1):
         outcomes = {kind: session.run(f"{model}_{kind}", ds) for kind in kinds}
         bad += sum(0 if o.ok else 1 for o in outcomes.values())
@@ -372,7 +376,9 @@ def run_range(model: str, first: str, last: str, dags: list[str] | None = None,
             line += (" | " + extra) if extra else ""
         else:
             line = f"{model:<6} {ds}  " + labels_part(outcomes["labels"])
-        print(line + progress_note(k, len(days), time.monotonic() - t0), file=out, flush=True)
+        elapsed = time.monotonic() - t0
+        first_day = elapsed if first_day is None else first_day
+        print(line + progress_note(k, len(days), elapsed, first_day), file=out, flush=True)
     count, where = session.embedded.warnings_logged()
     if count:
         print(f"({count} warning(s) from libraries kept off the console: {where})", file=out,
