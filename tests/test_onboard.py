@@ -320,3 +320,48 @@ def test_suggest_suite_sizes_to_the_batch_and_writes_next_to_a_spec_kept_elsewhe
                                               lateness_hours=None, status="ok", message=""))
     stdout, suite = suggest()
     assert suite["meta"]["rows_per_day"] == 300 and "median of 3 stored days" in stdout
+
+
+@pytest.mark.parametrize("form", ["csv", "sqlite"])
+def test_init_from_a_csv_file_or_a_database_table(form, world, tmp_path):
+    """Text timestamps (a CSV's, SQLite's) are parsed for the inference; the suites check the
+    columns as the source edge hands them over: the ingestion suite passes the real partition."""
+    import sqlalchemy
+
+    from watchkeeper import sources
+
+    proj, env = _project(tmp_path)
+    days = {}
+    for ds in (DAY1, "2013-03-02"):
+        days[ds] = pd.read_parquet(world / "predictions" / f"ds={ds}.parquet")
+    if form == "csv":
+        folder = tmp_path / "csv"
+        folder.mkdir()
+        for ds, frame in days.items():
+            frame.to_csv(folder / f"day_{ds}.csv", index=False)
+        sample_args = ["--sample", str(folder / f"day_{DAY1}.csv")]
+    else:
+        db = tmp_path / "preds.db"
+        eng = sqlalchemy.create_engine(f"sqlite:///{db}")
+        pd.concat([f.assign(ds=ds) for ds, f in days.items()]).to_sql("predictions", eng,
+                                                                      index=False)
+        eng.dispose()
+        sample_args = ["--sample", f"sqlite:///{db}", "--table", "predictions",
+                       "--date-column", "ds", "--ds", DAY1]
+    r = subprocess.run([str(EXE), "init", "churn", *sample_args,
+                        "--training", str(world / "training.parquet"),
+                        "--timezone", "America/New_York", "--out", str(tmp_path / "out")],
+                       cwd=proj, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    spec = load_spec(tmp_path / "out" / "churn.yaml")
+    assert spec.source.kind == ("file" if form == "csv" else "sql_table")
+    assert spec.columns.timestamp == "scored_at" and spec.landing.column == "loaded_at"
+    r = subprocess.run([str(EXE), "check-config", str(tmp_path / "out" / "churn.yaml")],
+                       cwd=proj, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    suite = quality.load_suite(spec.suite_path("ingestion"))
+    for ds in days:
+        part = sources.read_partition(spec, ds)
+        res = quality.run_suite(part.frame, suite, stage="ingestion",
+                                parameters={**_params(ds), "min_rows": 1})
+        assert res.success, (ds, [(o.expectation_id, o.observed) for o in res.failed])

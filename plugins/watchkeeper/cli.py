@@ -182,7 +182,7 @@ def cmd_init(args) -> int:
     if not specmod.NAME_RE.match(model):
         raise CliError(f"model name {model!r}: use lower-case letters, digits and underscores, "
                        "starting with a letter (it names the spec file and the DAGs)")
-    sample, ds, source = _init_sample(args)
+    sample, raw, ds, source = _init_sample(args)
     training_path = Path(args.training)
     try:
         training = sources.read_file(training_path).frame
@@ -224,7 +224,7 @@ def cmd_init(args) -> int:
     except specmod.SpecError as err:
         raise CliError(f"the proposed spec does not validate (a bug in init, please report):\n"
                        f"{err}") from None
-    ingestion = onboard.ingestion_suite(p, sample, training)
+    ingestion = onboard.ingestion_suite(p, sample, training, raw=raw)
     features = onboard.features_suite(p, training)
     suite_dir.mkdir(parents=True, exist_ok=True)
     spec_file.parent.mkdir(parents=True, exist_ok=True)
@@ -273,7 +273,8 @@ def _spec_ref(path: Path) -> str:
 
 
 def _init_sample(args):
-    """(the sample day's frame, its day, the spec's source block)."""
+    """(the sample day's frame with text timestamps parsed, the frame as the source hands it
+    over, its day, the spec's source block)."""
     import re
 
     from watchkeeper import sources
@@ -300,7 +301,8 @@ def _init_sample(args):
         if "://" in given and ":" in given.split("://", 1)[1].split("@")[0] and "@" in given:
             print("note: the URL holds a password and goes into the spec as given; prefer an "
                   "Airflow connection (source.conn_id)", file=sys.stderr)
-        return sources._normalize(stub, part).frame, args.ds, src
+        raw = part.frame
+        return _parse_times(raw), raw, args.ds, src
     path = Path(given.removeprefix("file://"))
     days = re.findall(_DAY_IN_NAME, path.name) or re.findall(_DAY_IN_NAME, str(path))
     ds = args.ds or (days[-1] if days else None)
@@ -317,16 +319,20 @@ def _init_sample(args):
         frame = sources.read_file(path).frame
     except sources.SourceError as err:
         raise CliError(f"--sample: {err}") from None
-    fmt = "csv" if path.suffix.lower() == ".csv" else "parquet"
     src = {"kind": "file", "path": pattern}
-    if fmt == "csv":
-        # CSV text timestamps become datetimes as the source edge reads them
-        for c in frame.columns:
-            if frame[c].dtype == object:
-                parsed = _maybe_times(frame[c])
-                if parsed is not None:
-                    frame[c] = parsed
-    return frame, ds, src
+    return _parse_times(frame), frame, ds, src
+
+
+def _parse_times(frame):
+    """Text columns holding ISO timestamps (CSV, SQLite) as naive-UTC datetimes, for inference;
+    the source edge parses the spec's timestamp column the same way."""
+    out = frame.copy()
+    for c in out.columns:
+        if out[c].dtype == object:
+            parsed = _maybe_times(out[c])
+            if parsed is not None:
+                out[c] = parsed
+    return out
 
 
 def _maybe_times(col):

@@ -774,10 +774,14 @@ def _type_list(s: pd.Series) -> tuple[list[str], str]:
 
 
 def ingestion_suite(p: Proposal, sample: pd.DataFrame, training: pd.DataFrame,
-                    false_failure_rate: float = 1e-4) -> dict:
+                    false_failure_rate: float = 1e-4, raw: pd.DataFrame | None = None) -> dict:
     """The ingestion suite for days like the sample: schema, types, row count against the
     trailing median, id uniqueness, timestamps inside the day, null rates. Every expectation's
-    notes say why, and how often a healthy day of the sample's size would fail it."""
+    notes say why, and how often a healthy day of the sample's size would fail it.
+
+    `raw`: the sample as the source hands it over, when text timestamps (CSV, SQLite) were parsed
+    for the inference: the source edge parses only `columns.timestamp`, so the other columns'
+    types are checked as they arrive."""
     from watchkeeper.quality import _binomial_allowance, _mostly, _upper_rate
 
     n = p.rows
@@ -831,7 +835,8 @@ def ingestion_suite(p: Proposal, sample: pd.DataFrame, training: pd.DataFrame,
                 value_set=[0, 1])
     for c in cols:
         if c in sample.columns:
-            types, what = _type_list(sample[c])
+            arrives = sample if raw is None or c == p.timestamp.value else raw
+            types, what = _type_list(arrives[c])
             add("expect_column_values_to_be_in_type_list", f"{c}.type",
                 f"{c} holds {what}, as in the sample. Strict.", 0.0, column=c, type_list=types)
     for f in p.features:
