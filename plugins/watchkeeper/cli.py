@@ -247,11 +247,19 @@ def cmd_init(args) -> int:
     print(f"wrote {suite_dir / 'ingestion.json'} ({len(ingestion['expectations'])} expectations)")
     print(f"wrote {suite_dir / 'features.json'} ({len(features['expectations'])} expectations, "
           f"sized for {p.rows} rows a day)")
-    where = "" if not args.out else f" {spec_file}"
-    print(f"next: review the comments in {spec_file.name}, then `watchkeeper check-config{where}` "
-          f"and `watchkeeper run {model} --ds {ds}`"
+    shown = _shown(spec_file)
+    print(f"next: review the comments in {shown}, then `watchkeeper check-config {shown}` and "
+          f"`watchkeeper run {model} --ds {ds}`"
           + (f" (with WATCHKEEPER_MODELS_DIR={spec_file.parent})" if args.out else ""))
     return 0
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working folder when it is inside it (what a user types)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _spec_ref(path: Path) -> str:
