@@ -588,7 +588,8 @@ def reference_metrics(training: pd.DataFrame, p: Proposal, truth: str | None) ->
         return {}
     from watchkeeper import performance as perf
 
-    rows = training.rename(columns={truth: "label"})
+    rows = training.drop(columns=["label"]) if truth != "label" and "label" in training else training
+    rows = rows.rename(columns={truth: "label"})
     t = p.task.value
     try:
         rep = perf.evaluate(rows, task=t, label_col="label",
