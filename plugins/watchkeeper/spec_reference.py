@@ -16,7 +16,6 @@ import sys
 import types
 import typing
 from datetime import date
-from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
