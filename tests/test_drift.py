@@ -284,6 +284,29 @@ def test_small_segment_values_are_pooled_or_skipped_and_said_so():
     assert "skipped" in note2 and {r.segment["region"] for r in res2.segment_rows} == {"DE", "FR"}
 
 
+def test_a_segment_whose_values_all_fall_under_the_minimum_is_skipped_not_pooled_into_the_batch():
+    """Pooling every value would make "(other)" the whole batch and repeat each comparison as
+    [segment=(other)]; the segment is skipped with one note and the whole-batch scores stay
+    Evidently's own."""
+    rng = np.random.default_rng(11)
+    ref = make_frame(rng, 1500)
+    prep = prepare_reference(ref, FEATURES[:3], name="w", segments=["region"])
+    cur = make_frame(rng, 300)  # 5 regions of about 60 rows each: none reaches 100
+    res = compare(prep, cur, kind="drift", segments=["region"], min_segment_rows=100)
+    assert res.segment_rows == ()
+    notes = [n for n in res.notes if n.startswith("segment 'region'")]
+    assert len(notes) == 1, res.notes
+    assert "skipped, no value reaches min_segment_rows=100" in notes[0]
+    assert "drift.min_segment_rows" in notes[0]
+    plain = compare(prep, cur, kind="drift")  # no segments asked at all
+    assert [(r.feature, r.score) for r in res.rows] == [(r.feature, r.score) for r in plain.rows]
+    ev = evidently_scores(ref, cur, [ValueDrift(column=c, method=prep.methods[c]) for c in NUM[:3]],
+                          NUM[:3], [])
+    assert {r.feature for r in res.rows} == set(NUM[:3])
+    for r in res.rows:
+        assert r.score == pytest.approx(ev[r.feature][0], abs=1e-9, rel=1e-9)
+
+
 # ------------------------------------------------------------------------------------------------
 # Bad input is a finding, not a crash
 # ------------------------------------------------------------------------------------------------

@@ -88,6 +88,36 @@ def test_classification_metrics_equal_sklearn_overall_and_per_segment(threshold)
     json.dumps(rep.to_dict())
 
 
+def test_binary_metrics_use_the_served_decision_when_the_spec_names_one():
+    """prediction.label of a binary model: the served 0/1 decision (a rule engine, another
+    threshold) is what precision, recall, f1 and accuracy describe; the AUCs stay on the score."""
+    y, s, rng = _calibrated(3000, 21)
+    served = (s >= 0.7).astype(int)          # the serving system thresholds at 0.7, not 0.5
+    served[rng.random(len(s)) < 0.05] ^= 1   # and overrides a few by hand
+    rows = pd.DataFrame({"label": y, "score": s, "predicted_label": served,
+                         "country": rng.choice(["DE", "FR"], len(y))})
+    rep = evaluate(rows, task="binary_classification", score_col="score",
+                   prediction_col="predicted_label", threshold=0.5, segment_cols=["country"])
+    v = rep.overall.values
+    assert v["precision"] == pytest.approx(precision_score(y, served), abs=1e-12)
+    assert v["recall"] == pytest.approx(recall_score(y, served), abs=1e-12)
+    assert v["f1"] == pytest.approx(f1_score(y, served), abs=1e-12)
+    assert v["accuracy"] == pytest.approx(accuracy_score(y, served), abs=1e-12)
+    assert v["roc_auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert v["precision"] != pytest.approx(precision_score(y, s >= 0.5), abs=1e-3)
+    de = next(m for m in rep.segments if m.segment["value"] == "DE")
+    mask = (rows.country == "DE").to_numpy()
+    assert de.values["precision"] == pytest.approx(precision_score(y[mask], served[mask]), abs=1e-12)
+    # without a decision column the threshold decides, as before
+    plain = evaluate(rows, task="binary_classification", score_col="score", threshold=0.5)
+    assert plain.overall.values["precision"] == pytest.approx(precision_score(y, s >= 0.5), abs=1e-12)
+    # the estimate before labels counts the same decisions as predicted positives
+    est = cbpe_estimate(s, 0.5, decision=served)
+    assert est.expected_counts["tp"] == pytest.approx(float(s[served == 1].sum()))
+    with pytest.raises(MetricInputError, match=r"decision \(prediction.label\): binary labels must be 0 or 1"):
+        classification_metrics(y, s, decision=np.where(served == 1, 2, 0))
+
+
 def test_tied_scores_equal_sklearn():
     # heavy ties: the AUCs must treat tied scores exactly as sklearn does
     y, s, _ = _calibrated(2000, 12)

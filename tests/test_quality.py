@@ -376,7 +376,9 @@ def test_suggest_features_suite_from_training(tmp_path):
     json.dumps(suite, allow_nan=False)
     assert "@example.org" not in json.dumps(suite)  # PII: no values in the suite file
     exps = {e["meta"]["id"]: e for e in suite["expectations"]}
-    assert exps["device_age_days.not_null"]["kwargs"]["mostly"] == 0.98
+    # 1% null in training: a 20,000-row day reaches 1.4% on about one healthy day in 10,000
+    assert 0.98 < exps["device_age_days.not_null"]["kwargs"]["mostly"] < 0.99
+    assert "false-failure rate" in exps["device_age_days.not_null"]["meta"]["notes"]
     assert exps["amount.not_null"]["kwargs"]["mostly"] == 0.99
     assert exps["merchant_category.categories"]["kwargs"]["value_set"] == sorted(MERCHANTS)
     rng = exps["amount.range"]["kwargs"]
@@ -406,6 +408,32 @@ def test_suggest_features_suite_from_training(tmp_path):
     failed = {o.expectation_id for o in run_suite(bad, loaded, stage="features").failed}
     assert {"device_age_days.not_null", "merchant_category.categories", "amount.range",
             "amount.mean"} <= failed
+
+
+@pytest.mark.parametrize("rows_per_day", [300])
+def test_suggested_bounds_hold_their_stated_false_failure_rate_at_the_batch_size(tmp_path,
+                                                                                rows_per_day):
+    """Issue 15: a suite sized for 20,000 rows a day failed most checks of every small healthy
+    day. Sized to the real batch, healthy days pass (each bound states its false-failure rate,
+    about 1e-4 a day), and a real change still fails."""
+    training = fraud_frame(5_000, seed=1)
+    sized = suggest_features_suite(training, FEATURES, name="f", daily_rows=rows_per_day)
+    for e in sized["expectations"]:
+        assert "false-failure rate" in e["meta"]["notes"] or "healthy days" in e["meta"]["notes"]
+        assert 0 <= e["meta"]["false_failure_rate"] <= 2e-4, e["meta"]
+    assert sized["meta"]["rows_per_day"] == rows_per_day
+    assert sized["meta"]["false_failure_rate_per_day"] < 0.005
+    big = suggest_features_suite(training, FEATURES, name="f", daily_rows=20_000)
+    small_suite = load_suite(suite_file(tmp_path, sized, "small.json"))
+    big_suite = load_suite(suite_file(tmp_path, big, "big.json"))
+    days = [fraud_frame(rows_per_day, seed=100 + i) for i in range(40)]
+    small_failed = [o.expectation_id for d in days for o in run_suite(d, small_suite, stage="f").failed]
+    big_failed = sum(1 for d in days if not run_suite(d, big_suite, stage="f").success)
+    assert small_failed == []
+    assert big_failed >= 20, big_failed  # bounds for 20,000 rows fail small healthy days
+    shifted = days[0].assign(amount=days[0]["amount"] * 1.6)
+    assert {"amount.mean", "amount.quantiles"} <= {
+        o.expectation_id for o in run_suite(shifted, small_suite, stage="f").failed}
 
 
 def test_suggest_rejects_missing_columns():

@@ -141,7 +141,8 @@ def test_check_config_cli_reports_bad_spec_without_traceback(tmp_path):
     assert str(p) in r.stdout and "features[1].kind" in r.stdout
 
 
-def test_check_config_cli_passes_on_the_project():
+def test_check_config_cli_passes_on_the_project(demo_home):
+    """With the demo's data in place (the specs point at it), every spec and its data pass."""
     exe = Path(sys.executable).with_name("watchkeeper")
     r = subprocess.run([str(exe), "check-config"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -206,3 +207,12 @@ def test_a_ratio_and_a_timeslice_slo_may_share_a_quality_sli(tmp_path):
     # the SLI row carries both the day's events (ratio) and its verdict (timeslice)
     spec = load_spec(_write(tmp_path, "fraud", _with_slo(_fraud(), sli="precision")))
     assert {s.kind for s in spec.slos if s.sli == "precision"} == {"ratio", "timeslice"}
+
+def test_check_config_without_data_checks_specs_suites_and_slos_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("WATCHKEEPER_HOME", str(tmp_path))  # no demo data here
+    exe = Path(sys.executable).with_name("watchkeeper")
+    r = subprocess.run([str(exe), "check-config"], capture_output=True, text=True)
+    assert r.returncode == 1 and "reference.training" in r.stdout and "does not exist" in r.stdout
+    r = subprocess.run([str(exe), "check-config", "--no-data"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 of 2 specs valid" in r.stdout and "data not checked" in r.stdout

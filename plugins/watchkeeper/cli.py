@@ -26,6 +26,7 @@ def _print_json(obj) -> None:
 
 
 def cmd_check_config(args) -> int:
+    from watchkeeper import config_check
     from watchkeeper import spec as specmod
 
     target = Path(args.path) if args.path else None
@@ -35,6 +36,8 @@ def cmd_check_config(args) -> int:
         files = specmod.spec_files(target)
         if not files:
             raise CliError(f"no model specs (*.yaml) in {target or specmod.paths.models_dir()}")
+    if args.ds:
+        _day_arg("--ds", args.ds)
     problems = 0
     for f in files:
         try:
@@ -43,42 +46,33 @@ def cmd_check_config(args) -> int:
             print(f"FAIL {err}")
             problems += 1
             continue
-        suite_errors = _check_suites(s)
-        if suite_errors:
+        found = config_check.check_spec(s, ds=args.ds, data=not args.no_data)
+        errors = [p for p in found if p.level == "error"]
+        warnings = [p for p in found if p.level != "error"]
+        if errors:
             problems += 1
-            for e in suite_errors:
-                print(f"FAIL {e}")
+            print(f"FAIL {f}: {len(errors)} problem(s)")
+            for p in errors:
+                print(f"  - {p.line()}")
         else:
             n = sum(1 for st in ("ingestion", "features") if s.suite_path(st))
             print(f"ok   {f}: model {s.name!r} ({s.task}, {len(s.features)} features, "
-                  f"{n} suites, {len(s.slos)} SLOs)")
+                  f"{n} suites, {len(s.slos)} SLOs)" + ("" if not args.no_data else
+                                                         "; data not checked (--no-data)"))
+        for p in warnings:
+            print(f"  warning {p.line()}")
     print(f"{len(files) - problems} of {len(files)} specs valid")
     return 1 if problems else 0
 
 
-def _check_suites(s) -> list[str]:
-    from watchkeeper import quality
+def _day_arg(opt: str, value: str) -> str:
+    from datetime import date
 
-    errors = []
-    declared = set(s.numerical + s.categorical)
-    declared |= {s.columns.id, s.columns.timestamp}
-    declared |= {c for c in (s.columns.model_version, s.columns.feature_timestamp,
-                             s.prediction.score, s.prediction.label,
-                             s.prediction.query_group, s.prediction.item) if c}
-    for stage in ("ingestion", "features"):
-        p = s.suite_path(stage)
-        if p is None:
-            continue
-        try:
-            suite = quality.load_suite(p)
-        except quality.SuiteConfigError as err:
-            errors.append(str(err))
-            continue
-        unknown = sorted(c for c in quality.suite_columns(suite) if c not in declared)
-        if unknown:
-            errors.append(f"{p}: expectations name columns the spec {s.spec_path} does not "
-                          f"declare: {', '.join(unknown)}")
-    return errors
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"{opt} {value!r}: expected a day YYYY-MM-DD") from None
+    return value
 
 
 # ----- history --------------------------------------------------------------------------------
@@ -109,20 +103,29 @@ def cmd_suggest_suite(args) -> int:
     try:
         frame = sources.read_file(training).frame
     except sources.SourceError as err:
-        raise CliError(f"cannot read the training set of {spec.name!r}: {err}") from None
+        raise CliError(f"cannot read the training set of {spec.name!r} (reference.training in "
+                       f"{spec.spec_path}): {err}") from None
     missing = [f.name for f in spec.features if f.name not in frame.columns]
     if missing:
         raise CliError(f"{training}: training set lacks feature column(s) {', '.join(missing)}")
+    if args.rows_per_day is not None:
+        if args.rows_per_day < 1:
+            raise CliError(f"--rows-per-day {args.rows_per_day}: give a positive number of rows")
+        rows, why = args.rows_per_day, "--rows-per-day"
+    else:
+        rows, why = _typical_rows_per_day(spec, frame)
     features = [quality.FeatureInfo(name=f.name, kind=f.kind, bounds=f.bounds, pii=f.pii)
                 for f in spec.features]
-    suite = quality.suggest_features_suite(frame, features, name=f"{spec.name}.features")
-    out = Path(args.out) if args.out else (
-        spec.root() / "expectations" / spec.name / "features.suggested.json")
+    suite = quality.suggest_features_suite(frame, features, name=f"{spec.name}.features",
+                                           daily_rows=rows)
+    out = Path(args.out) if args.out else suggested_suite_path(spec)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(suite, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {out} ({len(suite['expectations'])} expectations from {len(frame)} training rows)")
-    print(f"review it, then point suites.features of {spec.spec_path} at it (or rename it to "
-          "features.json)")
+    print(f"wrote {out} ({len(suite['expectations'])} expectations from {len(frame)} training "
+          f"rows, sized for {rows} rows a day: {why})")
+    print(f"  a healthy day fails some check with probability about "
+          f"{suite['meta']['false_failure_rate_per_day']:.2g} (each expectation's notes say why)")
+    print(f"review it, then point suites.features of {spec.spec_path} at it")
     return 0
 
 
@@ -205,6 +208,274 @@ def cmd_suggest_slo(args) -> int:
     else:
         print(out.as_table())
     return 0
+
+
+
+def suggested_suite_path(spec) -> Path:
+    """Next to the spec's suites; without suites, next to the spec (so a spec kept outside
+    include/models never writes into this checkout)."""
+    for stage in ("features", "ingestion"):
+        p = spec.suite_path(stage)
+        if p is not None:
+            return p.parent / "features.suggested.json"
+    spec_file = Path(spec.spec_path).resolve() if spec.spec_path else None
+    if spec_file is not None and not (spec_file.parent.name == "models"
+                                      and spec_file.parent.parent.name == "include"):
+        return spec_file.parent / f"{spec.name}.features.suggested.json"
+    return spec.root() / "expectations" / spec.name / "features.suggested.json"
+
+
+def _typical_rows_per_day(spec, training) -> tuple[int, str]:
+    """The batch size to size bounds for: the median day stored for the model, else the
+    training set's median rows per day (by columns.timestamp in the model's timezone)."""
+    import pandas as pd
+
+    try:
+        counts = [p.rows for p in _store().partitions(spec.name)
+                  if p.rows and p.status in ("ok", "late")]
+    except Exception:  # noqa: BLE001 - no store yet is the usual case for a new model
+        counts = []
+    if counts:
+        return int(pd.Series(counts).median()), f"the median of {len(counts)} stored days"
+    ts = spec.columns.timestamp
+    if ts in training.columns:
+        t = pd.to_datetime(training[ts], errors="coerce", utc=True).dropna()
+        if len(t):
+            per_day = t.dt.tz_convert(spec.timezone).dt.date.value_counts()
+            return int(per_day.median()), (f"the training set's median rows per day over "
+                                           f"{len(per_day)} days of {ts}")
+    raise CliError(f"cannot tell how many rows a day of {spec.name!r} has: no day is stored yet "
+                   f"and the training set has no {ts!r} column to count days by; pass "
+                   "--rows-per-day N")
+
+
+# ----- init (issue 15): a new model from a day of its data and its training set ---------------
+
+_DAY_IN_NAME = r"(\d{4}-\d{2}-\d{2})"
+
+
+def cmd_init(args) -> int:
+    import yaml
+
+    from watchkeeper import onboard, paths, sources
+    from watchkeeper import spec as specmod
+
+    model = args.model
+    if not specmod.NAME_RE.match(model):
+        raise CliError(f"model name {model!r}: use lower-case letters, digits and underscores, "
+                       "starting with a letter (it names the spec file and the DAGs)")
+    sample, raw, ds, source = _init_sample(args)
+    training_path = Path(args.training)
+    try:
+        training = sources.read_file(training_path).frame
+    except sources.SourceError as err:
+        raise CliError(f"--training: {err}") from None
+    labels, arrivals, labels_ref = None, None, None
+    if args.labels:
+        labels, arrivals, labels_ref = _init_labels(args.labels, ds)
+    try:
+        p = onboard.infer(sample, training, model=model, ds=ds, task=args.task,
+                          timezone_name=args.timezone, labels=labels, label_arrivals=arrivals,
+                          label_source=args.labels or "")
+    except onboard.OnboardError as err:
+        raise CliError(str(err)) from None
+
+    # where the files go: the folder the user names, else include/models and expectations/MODEL
+    if args.out:
+        out = Path(args.out)
+        spec_file, suite_dir = out / f"{model}.yaml", out / model
+    else:
+        spec_file = paths.models_dir() / f"{model}.yaml"
+        suite_dir = paths.project_root() / "expectations" / model
+    targets = [spec_file, suite_dir / "ingestion.json", suite_dir / "features.json"]
+    existing = [t for t in targets if t.exists()]
+    if existing and not args.force:
+        raise CliError(f"{', '.join(map(str, existing))} already exist(s); pass --force to "
+                       "replace, or --out DIR to write elsewhere")
+
+    ref = _spec_ref
+    suites = {"ingestion": ref(suite_dir / "ingestion.json"),
+              "features": ref(suite_dir / "features.json")}
+    if source["kind"] == "file":
+        source = {**source, "path": ref(Path(source["path"]))}
+    text = onboard.render_spec(p, source=source, training_path=ref(training_path),
+                               labels_path=ref(Path(labels_ref)) if labels_ref else None,
+                               suites=suites)
+    try:  # the proposal must load, or nothing is written
+        specmod.parse_spec(yaml.safe_load(text), spec_file)
+    except specmod.SpecError as err:
+        raise CliError(f"the proposed spec does not validate (a bug in init, please report):\n"
+                       f"{err}") from None
+    ingestion = onboard.ingestion_suite(p, sample, training, raw=raw)
+    features = onboard.features_suite(p, training)
+    suite_dir.mkdir(parents=True, exist_ok=True)
+    spec_file.parent.mkdir(parents=True, exist_ok=True)
+    (suite_dir / "ingestion.json").write_text(json.dumps(ingestion, indent=2) + "\n", encoding="utf-8")
+    (suite_dir / "features.json").write_text(json.dumps(features, indent=2) + "\n", encoding="utf-8")
+    spec_file.write_text(text, encoding="utf-8")
+
+    print(f"{model}: {p.task.value}, {p.rows} rows on {ds} ({p.timezone.value})")
+    print(f"  id {p.id.value}, timestamp {p.timestamp.value}"
+          + (f", model_version {p.model_version.value}" if p.model_version else "")
+          + ", outputs " + ", ".join(f"{k} {c.value}" for k, c in p.prediction.items()
+                                     if k != "threshold" and c.value))
+    print(f"  {len(p.features)} features ({', '.join(f.name for f in p.features)}); "
+          f"segments: {', '.join(c.value for c in p.segments) or 'none'}"
+          + (f"; left out: {', '.join(c for c, _ in p.left_out)}" if p.left_out else ""))
+    print(f"  {len(p.slos)} SLOs: " + ", ".join(f"{s['name']} {s['objective']:g}" for s in p.slos))
+    for n in p.notes:
+        print(f"  note: {n}")
+    print(f"wrote {spec_file}")
+    print(f"wrote {suite_dir / 'ingestion.json'} ({len(ingestion['expectations'])} expectations)")
+    print(f"wrote {suite_dir / 'features.json'} ({len(features['expectations'])} expectations, "
+          f"sized for {p.rows} rows a day)")
+    shown = _shown(spec_file)
+    print(f"next: review the comments in {shown}, then `watchkeeper check-config {shown}` and "
+          f"`watchkeeper run {model} --ds {ds}`"
+          + (f" (with WATCHKEEPER_MODELS_DIR={spec_file.parent})" if args.out else ""))
+    return 0
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working folder when it is inside it (what a user types)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _spec_ref(path: Path) -> str:
+    """A path as a spec writes it: {home}/... under WATCHKEEPER_HOME, relative to the checkout
+    inside it, absolute elsewhere."""
+    from watchkeeper import paths
+
+    p = Path(str(path).replace("{ds}", "DS-PLACEHOLDER")).resolve()  # relative: to the cwd
+    for base, prefix in ((paths.home(), "{home}/"), (paths.project_root(), "")):
+        try:
+            rel = p.relative_to(base.resolve())
+        except ValueError:
+            continue
+        out = prefix + rel.as_posix()
+        break
+    else:
+        out = p.as_posix()
+    return out.replace("DS-PLACEHOLDER", "{ds}")
+
+
+def _init_sample(args):
+    """(the sample day's frame with text timestamps parsed, the frame as the source hands it
+    over, its day, the spec's source block)."""
+    import re
+
+    from watchkeeper import sources
+
+    given = args.sample
+    if re.match(r"^[a-z][a-z0-9+]*://", given) and not given.startswith("file://"):
+        # a database: the day's rows of a table (the URL goes into the spec as it is given)
+        if not (args.table and args.date_column and args.ds):
+            raise CliError("--sample is a database URL: give --table, --date-column and --ds "
+                           "(the day to read)")
+        from watchkeeper.spec import SqlTableSource
+
+        src = {"kind": "sql_table", "url": given, "table": args.table,
+               "date_column": args.date_column}
+        try:
+            src_obj = SqlTableSource.model_validate(src)
+        except Exception as err:  # noqa: BLE001 - pydantic's message names the field
+            raise CliError(f"--table / --date-column: {err}") from None
+        stub = _stub_spec(src_obj)  # a throwaway spec to read through the source edge
+        try:
+            part = sources.read_day(stub, src_obj, args.ds)
+        except sources.SourceError as err:
+            raise CliError(f"--sample: {err}") from None
+        if "://" in given and ":" in given.split("://", 1)[1].split("@")[0] and "@" in given:
+            print("note: the URL holds a password and goes into the spec as given; prefer an "
+                  "Airflow connection (source.conn_id)", file=sys.stderr)
+        raw = part.frame
+        return _parse_times(raw), raw, args.ds, src
+    path = Path(given.removeprefix("file://"))
+    days = re.findall(_DAY_IN_NAME, path.name) or re.findall(_DAY_IN_NAME, str(path))
+    ds = args.ds or (days[-1] if days else None)
+    if ds is None:
+        raise CliError(f"--sample {given}: the file name holds no day (YYYY-MM-DD); the source "
+                       "must be one file per day named with its day, e.g. predictions/ds=2013-03-01.parquet")
+    _day_arg("--ds", ds)
+    if ds not in str(path):
+        raise CliError(f"--sample {given}: the path does not contain the day {ds}, so no per-day "
+                       "pattern can be made from it")
+    head, _, tail = str(path).rpartition(ds)
+    pattern = head + "{ds}" + tail
+    try:
+        frame = sources.read_file(path).frame
+    except sources.SourceError as err:
+        raise CliError(f"--sample: {err}") from None
+    src = {"kind": "file", "path": pattern}
+    return _parse_times(frame), frame, ds, src
+
+
+def _parse_times(frame):
+    """Text columns holding ISO timestamps (CSV, SQLite) as naive-UTC datetimes, for inference;
+    the source edge parses the spec's timestamp column the same way."""
+    out = frame.copy()
+    for c in out.columns:
+        if out[c].dtype == object:
+            parsed = _maybe_times(out[c])
+            if parsed is not None:
+                out[c] = parsed
+    return out
+
+
+def _maybe_times(col):
+    import pandas as pd
+
+    from watchkeeper.onboard import _parses_as_time
+
+    if not _parses_as_time(col):
+        return None
+    return pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601").dt.tz_convert(None)
+
+
+def _stub_spec(src):
+    """The least spec the source edge reads a day through (name, columns and features are not
+    used for reading)."""
+    from watchkeeper.spec import parse_spec
+
+    return parse_spec({"name": "init_sample", "task": "regression", "source": src.model_dump(),
+                       "columns": {"id": "id", "timestamp": "ts"},
+                       "features": [{"name": "x", "kind": "numerical"}],
+                       "prediction": {"label": "y"}, "reference": {"training": "unused"}})
+
+
+def _init_labels(pattern: str, ds: str):
+    """The label files that arrived from the sample's day on (at most 60 days): rows, the arrival
+    day of each, and the pattern for the spec."""
+    from datetime import date, timedelta
+
+    import pandas as pd
+
+    from watchkeeper import sources
+
+    if "{ds}" not in pattern:
+        raise CliError(f"--labels {pattern}: give the label files' pattern with {{ds}} for the "
+                       "day they arrived, e.g. labels/arrived={ds}.parquet")
+    start = date.fromisoformat(ds)
+    frames, arrivals = [], []
+    for i in range(61):
+        d = (start + timedelta(days=i)).isoformat()
+        f = Path(pattern.replace("{ds}", d))
+        if not f.exists():
+            continue
+        try:
+            frame = sources.read_file(f).frame
+        except sources.SourceError as err:
+            raise CliError(f"--labels: {err}") from None
+        if len(frame):
+            frames.append(frame)
+            arrivals += [d] * len(frame)
+    if not frames:
+        raise CliError(f"--labels {pattern}: no label file arrived on {ds} or in the 60 days "
+                       f"after it (looked for {pattern.replace('{ds}', ds)}, ...)")
+    return (pd.concat(frames, ignore_index=True), pd.Series(arrivals), pattern)
 
 
 # ----- gate, override, status ------------------------------------------------------------------
@@ -583,7 +854,13 @@ def cmd_demo(args) -> int:
 def cmd_run(args) -> int:
     from watchkeeper import demo_runner
 
-    return demo_runner.run_range(args.model, args.ds, args.to or args.ds, dags=args.dag)
+    for opt, value in (("--ds", args.ds), ("--to", args.to)):
+        if value is not None:
+            _day_arg(opt, value)
+    try:
+        return demo_runner.run_range(args.model, args.ds, args.to or args.ds, dags=args.dag)
+    except demo_runner.RunRefused as err:
+        raise CliError(str(err)) from None
 
 
 # ----- backtest (issue 9) ---------------------------------------------------------------------
@@ -626,8 +903,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    c = sub.add_parser("check-config", help="validate every model spec and its suites")
+    c = sub.add_parser("check-config", help="validate every model spec, its suites, SLOs and data")
     c.add_argument("path", nargs="?", help="a spec file or a folder of specs (default include/models)")
+    c.add_argument("--ds", help="check the columns against this day of the source (default: the "
+                                "newest file of a file source; SQL sources only with --ds)")
+    c.add_argument("--no-data", dest="no_data", action="store_true",
+                   help="check the specs, suites and SLOs only, not the files they point at")
     c.set_defaults(func=cmd_check_config)
 
     c = sub.add_parser("history", help="per-day results of a model")
@@ -637,7 +918,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("suggest-suite", help="derive a features suite from the training set")
     c.add_argument("model")
-    c.add_argument("--out", help="where to write it (default expectations/MODEL/features.suggested.json)")
+    c.add_argument("--out", help="where to write it (default: features.suggested.json next to the "
+                                 "spec's suites)")
+    c.add_argument("--rows-per-day", dest="rows_per_day", type=int,
+                   help="the day's batch size the bounds are sized for (default: the median "
+                        "stored day, else the training set's rows per day)")
     c.set_defaults(func=cmd_suggest_suite)
 
     c = sub.add_parser("suggest-slo", help="quality SLOs the data supports at the batch size, "
@@ -648,6 +933,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "partitions' median rows)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_suggest_slo)
+
+    c = sub.add_parser("init", help="a new model: spec, suites and SLOs proposed from a day of "
+                                    "its data and its training set")
+    c.add_argument("model", help="the model's name (lower-case, digits, underscores)")
+    c.add_argument("--sample", required=True,
+                   help="a day of predictions: a file named with its day (ds=YYYY-MM-DD.parquet "
+                        "or .csv), or a database URL with --table, --date-column and --ds")
+    c.add_argument("--training", required=True, help="the training set (parquet or csv) with the "
+                                                     "model's outputs on it")
+    c.add_argument("--task", choices=["binary_classification", "regression", "ranking"],
+                   help="default: inferred from the outputs")
+    c.add_argument("--labels", help="the label files' pattern, {ds} = the day they arrived")
+    c.add_argument("--timezone", help="the model's day is this timezone's (default: the "
+                                      "timestamps' own, else UTC)")
+    c.add_argument("--ds", help="the sample's day (default: from its file name)")
+    c.add_argument("--table", help="with a database URL: the table")
+    c.add_argument("--date-column", dest="date_column", help="with a database URL: its day column")
+    c.add_argument("--out", help="write the spec and suites here (default include/models and "
+                                 "expectations/MODEL)")
+    c.add_argument("--force", action="store_true", help="replace files that exist")
+    c.set_defaults(func=cmd_init)
 
     c = sub.add_parser("gate", help="may this model ship now? exit 0 open, 1 closed, 2 inconclusive")
     c.add_argument("model")

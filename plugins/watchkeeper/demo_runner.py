@@ -14,10 +14,15 @@ from datetime import date, timedelta
 from watchkeeper import paths
 
 
+class RunRefused(ValueError):
+    """Days the model's DAGs cannot run (before the spec's start_date, an empty range): worded
+    for the user."""
+
+
 def _days(first: str, last: str) -> list[str]:
     a, b = date.fromisoformat(first), date.fromisoformat(last)
     if b < a:
-        raise ValueError(f"--to {last} is before --ds {first}")
+        raise RunRefused(f"--to {last} is before --ds {first}")
     return [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
 
 
@@ -39,6 +44,9 @@ class Session:
 
         embedded.configure(airflow_dir=airflow_dir)
         embedded.migrate()
+        # Third-party deprecations and numeric warnings go to a log file, not between the lines.
+        self.warnings_log = paths.home() / "logs" / f"{airflow_dir}-warnings.log"
+        embedded.route_warnings(self.warnings_log)
         bag = embedded.dagbag()
         if bag.import_errors:
             msgs = "\n".join(f"{k}: {v}" for k, v in bag.import_errors.items())
@@ -190,6 +198,9 @@ def main(end: str | None = None, rows_per_day: int = 20000, fresh: bool = True) 
     print(f"  store:    {store.url}")
     print(f"  reports:  {paths.reports_dir()}/index.html")
     print(f"  deploy runs' Airflow log: {deploy_log}")
+    logs = sorted((home / "logs").glob("*-warnings.log"))
+    if logs:
+        print(f"  library warnings (kept off the console): {home / 'logs'}/*-warnings.log")
     print("  try:      .venv/bin/watchkeeper status | gate fraud | history fraud --json")
     if failures:
         print(f"  {failures} model run(s) had DAG runs that did not succeed; see [run ...] above.")
@@ -302,19 +313,76 @@ def run_model(role: str, model: str, first: str, last: str) -> int:
     return 1 if bad else 0
 
 
-def run_range(model: str, first: str, last: str, dags: list[str] | None = None) -> int:
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def progress_note(k: int, n: int, elapsed: float, first_day: float | None = None) -> str:
+    """ "day k of n" and when the range should finish, from the mean time per day so far (the
+    first day, which pays for the imports, left out once there are others)."""
+    if n <= 1:
+        return ""
+    per_day = elapsed / k
+    if first_day is not None and k > 1:
+        per_day = (elapsed - first_day) / (k - 1)
+    left = per_day * (n - k)
+    return f"  [day {k} of {n}, {_duration(per_day)}/day, " + (
+        f"about {_duration(left)} left]" if k < n else f"done in {_duration(elapsed)}]")
+
+
+def labels_part(outcome) -> str:
+    if outcome is None:
+        return ""
+    if outcome.ok:
+        return "labels: ok"
+    failed = [t for t, st in outcome.tasks.items() if st not in ("success", "skipped")]
+    return f"labels run {outcome.state}: {', '.join(failed)}"
+
+
+def run_range(model: str, first: str, last: str, dags: list[str] | None = None,
+              out=None) -> int:
+    """A model's DAGs for each day of [first, last]: one line per day (its monitor and labels
+    runs together), with day k of n and the time left on a range."""
     from watchkeeper.spec import get_spec
     from watchkeeper.store import open_store
 
-    get_spec(model)  # an unknown model fails here with the list of known ones
+    out = out or sys.stdout
+    spec = get_spec(model)  # an unknown model fails here with the list of known ones
+    days = _days(first, last)
+    if spec.start_date is not None and date.fromisoformat(days[0]) < spec.start_date:
+        raise RunRefused(
+            f"model {model!r} starts on {spec.start_date.isoformat()} ({spec.spec_path}: "
+            f"start_date), so Airflow runs no task for {days[0]}; set start_date to "
+            f"{days[0]} or earlier, or remove it (without it any past day can run)")
+    kinds = dags or (["monitor", "labels"] if spec.labels is not None else ["monitor"])
+    if "labels" in kinds and spec.labels is None:
+        raise RunRefused(f"model {model!r} has no labels DAG (no `labels` block in {spec.spec_path})")
     session = Session()
     store = open_store()
     bad = 0
-    for ds in _days(first, last):
-        for kind in dags or ["monitor", "labels"]:
-            outcome = session.run(f"{model}_{kind}", ds)
-            bad += 0 if outcome.ok else 1
-            print(day_line(model, ds, outcome, store), flush=True)
+    t0 = time.monotonic()
+    first_day = None
+    for k, ds in enumerate(days, start=1):
+        outcomes = {kind: session.run(f"{model}_{kind}", ds) for kind in kinds}
+        bad += sum(0 if o.ok else 1 for o in outcomes.values())
+        if "monitor" in outcomes:
+            line = day_line(model, ds, outcomes["monitor"], store)
+            extra = labels_part(outcomes.get("labels"))
+            line += (" | " + extra) if extra else ""
+        else:
+            line = f"{model:<6} {ds}  " + labels_part(outcomes["labels"])
+        elapsed = time.monotonic() - t0
+        first_day = elapsed if first_day is None else first_day
+        print(line + progress_note(k, len(days), elapsed, first_day), file=out, flush=True)
+    count, where = session.embedded.warnings_logged()
+    if count:
+        print(f"({count} warning(s) from libraries kept off the console: {where})", file=out,
+              flush=True)
     return 1 if bad else 0
 
 

@@ -1328,6 +1328,18 @@ def _plan_segments(ref: PreparedReference, current: pd.DataFrame, segments: Sequ
                 ok.append((label, rows, r_rows))
             else:
                 pooled.append((label, rows, r_rows))
+        if not ok and not pooled:
+            notes.append(f"segment '{col}': skipped, the batch has no rows")
+            continue
+        if not ok:
+            # Pooling every value would make "(other)" the whole batch: each comparison would be
+            # repeated as [segment=(other)] with nothing learned. The segment is skipped instead.
+            biggest = max(pooled, key=lambda p: (min(len(p[1]), len(p[2])), str(p[0])))
+            notes.append(f"segment '{col}': skipped, no value reaches min_segment_rows={min_rows} "
+                         f"in both the batch and the reference (largest: {biggest[0]} with "
+                         f"{len(biggest[1])} batch / {len(biggest[2])} reference rows); lower "
+                         "drift.min_segment_rows to compare its values")
+            continue
         for label, rows, r_rows in ok:
             groups.append((col, label, (col, (label,)), rows, r_rows))
         msg = f"segment '{col}': {len(ok)} values compared"

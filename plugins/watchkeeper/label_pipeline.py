@@ -306,7 +306,9 @@ def _estimate(spec: ModelSpec, day_preds, threshold: float, calibration):
     scores = day_preds[spec.prediction.score].astype(float).to_numpy()
     cal = calibration.summary()
     try:
-        est = perf.cbpe_estimate(scores, threshold, calibrator=calibration.calibrator)
+        est = perf.cbpe_estimate(
+            scores, threshold, calibrator=calibration.calibrator,
+            decision=day_preds[spec.prediction.label] if spec.prediction.label else None)
     except perf.MetricInputError as err:
         # Raw scores outside [0, 1] are no probabilities: without a calibrator there is no estimate.
         return None, {"status": "not_estimated", "reason": f"{err} ({calibration.reason})",

@@ -26,7 +26,10 @@ What is here
 Conventions (choices, stated once)
 ==================================
 
-* A binary prediction is positive when ``score >= threshold``.
+* A binary prediction is positive when ``score >= threshold``, or, when the model's own decision
+  is given (``decision``: the spec's ``prediction.label``, 0/1), when that decision is 1: the
+  threshold-dependent metrics (accuracy, precision, recall, f1) then describe what was served.
+  roc_auc, pr_auc and ece always use the score.
 * Undefined metrics are None with a note, never an exception and never a made-up 0: precision
   with no predicted positive, recall with no actual positive, f1 when 2TP+FP+FN = 0, roc_auc with
   one class only, pr_auc with no positive, everything on zero rows. (scikit-learn would warn and
@@ -311,12 +314,13 @@ def average_precision(y: np.ndarray, s: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def _binary_set(y: np.ndarray, s: np.ndarray, threshold: float, excluded: int = 0) -> MetricSet:
+def _binary_set(y: np.ndarray, s: np.ndarray, threshold: float, excluded: int = 0,
+                decision: np.ndarray | None = None) -> MetricSet:
     n = len(y)
     notes: list[str] = []
     if excluded:
         notes.append(f"{excluded} row(s) without a label or score left out")
-    pred = s >= threshold
+    pred = s >= threshold if decision is None else decision == 1
     pos = y == 1
     tp = int(np.sum(pred & pos))
     fp = int(np.sum(pred & ~pos))
@@ -328,7 +332,8 @@ def _binary_set(y: np.ndarray, s: np.ndarray, threshold: float, excluded: int = 
     v["accuracy"] = (tp + tn) / n if n else None
     v["precision"] = tp / (tp + fp) if tp + fp else None
     if n and tp + fp == 0:
-        notes.append(f"precision undefined: no score >= threshold {threshold}")
+        notes.append(f"precision undefined: no score >= threshold {threshold}" if decision is None
+                     else "precision undefined: no positive decision")
     v["recall"] = tp / (tp + fn) if tp + fn else None
     if n and tp + fn == 0:
         notes.append("recall undefined: no positive label")
@@ -370,10 +375,13 @@ def classification_metrics(
     threshold: float = 0.5,
     *,
     segments: pd.DataFrame | None = None,
+    decision: Any = None,
 ) -> MetricsReport:
     """Binary metrics on all rows and per value of each segment column.
 
     ``segments``: a DataFrame aligned row by row with ``y_true`` (e.g. ``joined[["country"]]``).
+    ``decision``: the model's own 0/1 decisions, aligned likewise; when given they, not
+    ``score >= threshold``, are the predictions (rows without one are left out).
     ``counts['correct']`` / ``counts['n']`` is the ratio SLI "correct predictions".
     """
     y_all = _array(y_true, "y_true")
@@ -381,12 +389,21 @@ def classification_metrics(
     if len(y_all) != len(s_all):
         raise MetricInputError(f"y_true has {len(y_all)} values but score has {len(s_all)}")
     keep = np.isfinite(y_all) & np.isfinite(s_all)
+    d_all = None
+    if decision is not None:
+        d_all = _array(decision, "decision (prediction.label)")
+        if len(d_all) != len(y_all):
+            raise MetricInputError(f"y_true has {len(y_all)} values but decision has {len(d_all)}")
+        keep &= np.isfinite(d_all)
     y, s = y_all[keep], s_all[keep]
+    d = None if d_all is None else d_all[keep]
     _check_binary(y)
-    overall = _binary_set(y, s, threshold, int((~keep).sum()))
+    if d is not None:
+        _check_binary(d, "decision (prediction.label)")
+    overall = _binary_set(y, s, threshold, int((~keep).sum()), d)
     segs = []
     for col, value, m in _segment_masks(segments, len(y), len(y_all), keep):
-        ms = _binary_set(y[m], s[m], threshold)
+        ms = _binary_set(y[m], s[m], threshold, decision=None if d is None else d[m])
         ms.segment = {"column": col, "value": value}
         segs.append(ms)
     return MetricsReport("binary_classification", overall, segs)
@@ -688,7 +705,9 @@ def evaluate(
         )
     seg = rows[list(segment_cols)] if segment_cols else None
     if task == "binary_classification":
-        return classification_metrics(rows[label_col], rows[score_col], threshold, segments=seg)
+        decision = rows[prediction_col] if prediction_col is not None and prediction_col in rows.columns else None
+        return classification_metrics(rows[label_col], rows[score_col], threshold, segments=seg,
+                                      decision=decision)
     if task == "regression":
         return regression_metrics(rows[label_col], rows[prediction_col], segments=seg)
     return ranking_metrics(rows, query_col, label_col, score_col, k, segment_cols=segment_cols)
@@ -883,11 +902,13 @@ def expected_roc_auc(p: Any) -> float | None:
     return float(np.sum(pos_g * (neg_below + 0.5 * neg_g)) / (pos_mass * neg_mass))
 
 
-def cbpe_estimate(score: Any, threshold: float = 0.5, *, calibrator: Calibrator | None = None) -> PerformanceEstimate:
+def cbpe_estimate(score: Any, threshold: float = 0.5, *, calibrator: Calibrator | None = None,
+                  decision: Any = None) -> PerformanceEstimate:
     """Expected accuracy, precision, recall, f1 and roc_auc from the scores alone.
 
     With p the calibrated probability of the positive class (the raw score without a calibrator)
-    and a prediction positive when the raw score >= threshold: E[TP] = sum of p over predicted
+    and a prediction positive when the served decision (``decision``, prediction.label) is 1, or
+    without one when the raw score >= threshold: E[TP] = sum of p over predicted
     positives, E[FP] = sum of (1 - p) over them, E[FN] = sum of p over predicted negatives, E[TN] =
     sum of (1 - p) over them; the metrics follow from that expected confusion matrix, roc_auc from
     the expected ROC curve (``expected_roc_auc``). Valid while the relation between inputs and
@@ -895,11 +916,14 @@ def cbpe_estimate(score: Any, threshold: float = 0.5, *, calibrator: Calibrator 
     """
     s_all = _array(score, "score")
     keep = np.isfinite(s_all)
+    d_all = None if decision is None else _array(decision, "decision (prediction.label)")
+    if d_all is not None:
+        keep &= np.isfinite(d_all)
     s = s_all[keep]
     notes = [f"{int((~keep).sum())} row(s) without a score left out"] if (~keep).any() else []
     p = calibrator.apply(s) if calibrator is not None else s
     _check_probability(p, "score" if calibrator is None else "calibrated score")
-    pred = s >= threshold
+    pred = s >= threshold if d_all is None else d_all[keep] == 1
     etp = float(p[pred].sum())
     efp = float((1 - p[pred]).sum())
     efn = float(p[~pred].sum())

@@ -902,20 +902,108 @@ def _outcome(spec: ExpectationSpec, r: Any, df: pd.DataFrame, params: Mapping[st
 
 # ----- suggesting a features suite from the training set ----------------------------------------
 
-_DAILY_ROWS = 20_000  # the sample size the mean margin is sized for
+_DAILY_ROWS = 20_000  # the batch size bounds are sized for when the caller does not say
+# The chance that one expectation fails on a healthy day, that the suggested bounds aim at: one day
+# in 10,000 per check, so a suite of ~30 checks fails a healthy day about once a year.
+FALSE_FAILURE_RATE = 1e-4
+_BOOT_ROWS = 4_000_000  # draws x rows per feature for the bootstrap of a day's statistics
+
+
+def _binomial_allowance(n: int, p: float, alpha: float, floor: float) -> tuple[float, float]:
+    """The share of a day's n rows a check should tolerate when each row is "unexpected" with
+    probability p on healthy days: the smallest k/n (at least `floor`) whose binomial tail
+    P(X > k) is at most alpha. Returns (share, that tail probability)."""
+    from scipy.stats import binom
+
+    if p <= 0:
+        return floor, 0.0
+    k = int(binom.isf(alpha, n, p))  # P(X > k) <= alpha
+    while k > 0 and binom.sf(k - 1, n, p) <= alpha:
+        k -= 1
+    share = max(floor, k / n)
+    return share, float(binom.sf(math.floor(share * n + 1e-9), n, p))
+
+
+def _upper_rate(count: int, total: int) -> float:
+    """A cautious upper value of a rate seen `count` times in `total` rows (about 95%: the rule of
+    three for 0, else the observed rate plus two binomial standard errors)."""
+    if total <= 0:
+        return 0.0
+    if count == 0:
+        return 3.0 / total
+    p = count / total
+    return min(1.0, p + 2.0 * math.sqrt(p * (1 - p) / total))
+
+
+def _mostly(share: float) -> float:
+    return math.floor((1.0 - share) * 10_000) / 10_000
+
+
+def _day_statistic_bounds(values: np.ndarray, stat, center: float, n: int, n_train: int,
+                          alpha: float, seed: int) -> tuple[float, float, int, float]:
+    """Bounds a healthy day's statistic (of n rows) leaves with probability about alpha.
+
+    A bootstrap: B draws of n training rows give the statistic's day-to-day spread (skew
+    included). Its 0.5% and 99.5% points are scaled from z = 2.576 to the z of alpha (two-sided),
+    or, with fewer than 1,000 draws (large n), its standard deviation times that z; then widened
+    by sqrt(1 + n / n_train) for the training set's own sampling error. Returns (lo, hi, B, z).
+    """
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(seed)
+    draws = int(min(2000, max(200, _BOOT_ROWS // max(n, 1))))
+    chunk = max(1, min(draws, _BOOT_ROWS // 4 // max(n, 1)))
+    out = []
+    done = 0
+    while done < draws:
+        m = min(chunk, draws - done)
+        idx = rng.integers(0, len(values), size=(m, n))
+        out.append(stat(values[idx]))
+        done += m
+    boot = np.concatenate(out)
+    z = float(norm.isf(alpha / 2))
+    widen = math.sqrt(1.0 + n / max(n_train, 1))
+    if draws >= 1000:
+        lo_q, hi_q = (float(x) for x in np.quantile(boot, [0.005, 0.995]))
+        scale = z / 2.5758293035489
+        lo = center - (center - lo_q) * scale * widen
+        hi = center + (hi_q - center) * scale * widen
+    else:
+        sd = float(np.std(boot, ddof=1))
+        lo, hi = center - z * sd * widen, center + z * sd * widen
+    return min(lo, center), max(hi, center), draws, z
+
+
+def _seed(name: str) -> int:
+    import zlib
+
+    return zlib.crc32(name.encode("utf-8"))
 
 
 def suggest_features_suite(training: pd.DataFrame, features: Sequence[FeatureInfo], name: str,
-                           *, daily_rows: int = _DAILY_ROWS) -> dict:
-    """Derive a features suite (GX 1.x JSON shape, JSON-ready) from the training set.
+                           *, daily_rows: int = _DAILY_ROWS,
+                           false_failure_rate: float = FALSE_FAILURE_RATE) -> dict:
+    """Derive a features suite (GX 1.x JSON shape, JSON-ready) from the training set, sized to a
+    day of `daily_rows` rows.
 
-    Per numerical feature: not-null (mostly 1 - max(0.01, 2 x training null rate)); the valid
-    domain when bounds are given (strict); a soft range, training q0.001..q0.999 widened by 10%
-    of its width, with mostly 0.99 as the outlier share allowed; the mean, training mean +-
-    max(6 standard errors at `daily_rows`, 1% of |mean|); p50 and p90 within generous ranges.
-    Per categorical feature: not-null as above and the set of training values (strict: a new
-    category is worth a look). PII features get only value-free checks (not-null, domain),
-    so no training value is written into the suite.
+    Every bound is set so that a healthy day (drawn like the training set) fails it with
+    probability at most about `false_failure_rate`, and each expectation's notes say how
+    (its meta carries the estimated rate as `false_failure_rate`):
+
+    - not-null: the day's null count is binomial at the training null rate (its cautious upper
+      value); `mostly` allows the smallest share whose tail is below the rate, at least 1%;
+    - categories (not PII): the training values; strict, unless training holds values seen once
+      (Good-Turing: unseen values then have a chance of singletons / rows), when `mostly` allows
+      the share a healthy day reaches;
+    - domain from the spec's bounds: strict (a value outside is never healthy);
+    - range: training q0.001..q0.999 widened by 10% of its width; `mostly` allows the share of
+      rows outside it that a healthy day reaches (binomial, at least 1%);
+    - mean, p50 and p90: the day's statistic at `daily_rows` rows, from a bootstrap of the
+      training values (see `_day_statistic_bounds`), at least 1% of |mean| / 5% of p90-p10
+      (integer features: at least one step).
+
+    PII features get only value-free checks (not-null, domain), so no training value is written
+    into the suite.
     """
     if not isinstance(training, pd.DataFrame):
         raise TypeError("training must be a pandas DataFrame")
@@ -924,22 +1012,50 @@ def suggest_features_suite(training: pd.DataFrame, features: Sequence[FeatureInf
         raise QualityError(f"training set lacks feature column(s) {', '.join(missing)}")
     if len(training) == 0:
         raise QualityError("training set has no rows")
+    n_day = int(daily_rows)
+    if n_day < 1:
+        raise QualityError(f"daily_rows must be a positive number of rows, got {daily_rows!r}")
+    alpha = float(false_failure_rate)
+    if not 0 < alpha < 0.5:
+        raise QualityError(f"false_failure_rate must be in (0, 0.5), got {false_failure_rate!r}")
     exps: list[dict] = []
     n = len(training)
+    per_day = f"{n_day} rows a day"
+
+    def rate_text(r: float) -> str:
+        if r == 0:
+            return "0 (never on healthy data)"
+        return f"{'below 1e-9' if r < 1e-9 else f'{r:.2g}'} a day at {per_day}"
+
     for f in features:
         col = training[f.name]
-        null_rate = float(col.isna().mean())
-        mostly = math.floor((1.0 - max(0.01, 2.0 * null_rate)) * 10_000) / 10_000
+        nulls = int(col.isna().sum())
+        share, tail = _binomial_allowance(n_day, _upper_rate(nulls, n), alpha, 0.01)
+        mostly = _mostly(share)
         exps.append(_exp("expect_column_values_to_not_be_null", f.name, f"{f.name}.not_null",
-                         f"training null rate {null_rate:.4f}; allowed {1 - mostly:.4f}",
-                         mostly=mostly))
+                         f"training null rate {nulls / n:.4f}; allows {1 - mostly:.2%} missing; "
+                         f"false-failure rate {rate_text(tail)} (binomial)",
+                         mostly=mostly, _rate=tail))
         if f.kind == "categorical":
             if f.pii:
                 continue
-            values = sorted({to_jsonable(v) for v in col.dropna().unique()},
+            counts = col.dropna().value_counts()
+            values = sorted({to_jsonable(v) for v in counts.index},
                             key=lambda v: (str(type(v)), v))
+            singletons = int((counts == 1).sum())
+            unseen = _upper_rate(singletons, n) if singletons else 0.0
+            kwargs: dict[str, Any] = {"value_set": values}
+            if unseen:
+                share, tail = _binomial_allowance(n_day, unseen, alpha, 0.0)
+                if share > 0:
+                    kwargs["mostly"] = _mostly(share)
+                how = (f"{singletons} training values occur once, so a healthy day may hold "
+                       f"values training never showed; allows {share:.2%} of them")
+            else:
+                tail, how = 0.0, "strict: every training value occurs more than once"
             exps.append(_exp("expect_column_values_to_be_in_set", f.name, f"{f.name}.categories",
-                             f"the {len(values)} values seen in training", value_set=values))
+                             f"the {len(values)} values seen in training; {how}; false-failure "
+                             f"rate {rate_text(tail)}", _rate=tail, **kwargs))
             continue
         if f.kind != "numerical":
             raise QualityError(f"feature {f.name!r}: kind must be numerical or categorical, "
@@ -948,11 +1064,13 @@ def suggest_features_suite(training: pd.DataFrame, features: Sequence[FeatureInf
         if f.bounds is not None:
             lo_b, hi_b = float(f.bounds[0]), float(f.bounds[1])
             exps.append(_exp("expect_column_values_to_be_between", f.name, f"{f.name}.domain",
-                             f"valid domain [{lo_b:g}, {hi_b:g}] from the model spec",
-                             min_value=_num(lo_b), max_value=_num(hi_b)))
+                             f"valid domain [{lo_b:g}, {hi_b:g}] from the model spec; strict, "
+                             "false-failure rate 0 (a value outside is never healthy)",
+                             min_value=_num(lo_b), max_value=_num(hi_b), _rate=0.0))
         if f.pii or s.empty:
             continue
-        discrete = bool(np.all(np.isclose(s.to_numpy(dtype=float) % 1.0, 0.0)))
+        v = s.to_numpy(dtype=float)
+        discrete = bool(np.all(np.isclose(v % 1.0, 0.0)))
         q_lo, q_hi = (float(x) for x in s.quantile([0.001, 0.999]))
         width = max(q_hi - q_lo, 1.0 if discrete else abs(q_hi) * 0.01 or 1e-9)
         lo, hi = q_lo - 0.1 * width, q_hi + 0.1 * width
@@ -962,47 +1080,70 @@ def suggest_features_suite(training: pd.DataFrame, features: Sequence[FeatureInf
             lo, hi = math.floor(lo), math.ceil(hi)
         if f.bounds is not None:
             lo, hi = max(lo, float(f.bounds[0])), min(hi, float(f.bounds[1]))
+        outside = int(((v < _num(lo)) | (v > _num(hi))).sum())
+        share, tail = _binomial_allowance(n_day, _upper_rate(outside, len(v)), alpha, 0.01)
         exps.append(_exp("expect_column_values_to_be_between", f.name, f"{f.name}.range",
                          f"training q0.001..q0.999 = [{q_lo:.4g}, {q_hi:.4g}] widened by 10%; "
-                         "mostly 0.99 = outlier share allowed",
-                         min_value=_num(lo), max_value=_num(hi), mostly=0.99))
-        mean, sd = float(s.mean()), float(s.std(ddof=1)) if len(s) > 1 else 0.0
-        margin = max(6.0 * sd / math.sqrt(daily_rows), 0.01 * abs(mean), 1e-9)
+                         f"{outside} of {len(v)} training values outside; allows {share:.2%} "
+                         f"outliers; false-failure rate {rate_text(tail)} (binomial)",
+                         min_value=_num(lo), max_value=_num(hi), mostly=_mostly(share),
+                         _rate=tail))
+        mean = float(v.mean())
+        m_lo, m_hi, draws, z = _day_statistic_bounds(v, lambda a: a.mean(axis=1), mean, n_day,
+                                                     len(v), alpha, _seed(f.name + ".mean"))
+        floor = max(0.01 * abs(mean), 1e-9)
+        m_lo, m_hi = min(m_lo, mean - floor), max(m_hi, mean + floor)
         exps.append(_exp("expect_column_mean_to_be_between", f.name, f"{f.name}.mean",
-                         f"training mean {mean:.4g} +- {margin:.3g} (6 standard errors at "
-                         f"{daily_rows} rows, at least 1%)",
-                         min_value=_num(mean - margin), max_value=_num(mean + margin)))
-        p10, p50, p90 = (float(x) for x in s.quantile([0.1, 0.5, 0.9]))
+                         f"training mean {mean:.4g}; a day of {n_day} rows falls outside "
+                         f"[{m_lo:.4g}, {m_hi:.4g}] on about {alpha:.2g} of healthy days "
+                         f"({draws} bootstrap days of {n_day} training rows, z {z:.2f}, widened "
+                         f"for the {len(v)}-row training sample; at least 1% of |mean|)",
+                         min_value=_num(m_lo), max_value=_num(m_hi), _rate=alpha))
+        p10, p50, p90 = (float(x) for x in np.quantile(v, [0.1, 0.5, 0.9], method="nearest"))
         spread = max(p90 - p10, 1e-9)
         ranges = []
-        for q in (p50, p90):
-            m = max(0.15 * abs(q), 0.15 * spread)
+        for q, center in ((0.5, p50), (0.9, p90)):
+            q_lo_b, q_hi_b, draws, z = _day_statistic_bounds(
+                v, lambda a, q=q: np.quantile(a, q, axis=1, method="nearest"), center, n_day,
+                len(v), alpha, _seed(f"{f.name}.p{int(q * 100)}"))
+            m = 0.05 * spread
             if discrete:
                 m = max(m, 1.0)  # integer quantiles jump by whole steps
-            ranges.append([_num(q - m), _num(q + m)])
+            ranges.append([_num(min(q_lo_b, center - m)), _num(max(q_hi_b, center + m))])
         exps.append(_exp("expect_column_quantile_values_to_be_between", f.name,
                          f"{f.name}.quantiles",
-                         f"training p50 {p50:.4g}, p90 {p90:.4g}; +-15% of the value or of "
-                         "p90-p10, whichever is wider",
-                         quantile_ranges={"quantiles": [0.5, 0.9], "value_ranges": ranges}))
+                         f"training p50 {p50:.4g}, p90 {p90:.4g}; a day of {n_day} rows leaves "
+                         f"each range on about {alpha:.2g} of healthy days ({draws} bootstrap "
+                         f"days, GX's 'nearest' quantiles; at least 5% of p90-p10"
+                         + (", one step" if discrete else "") + ")",
+                         quantile_ranges={"quantiles": [0.5, 0.9], "value_ranges": ranges},
+                         _rate=2 * alpha))
+    total = sum(e["meta"]["false_failure_rate"] for e in exps)
     return {
         "name": name,
         "expectations": exps,
         "meta": {
             "generated_by": "watchkeeper.quality.suggest_features_suite",
             "training_rows": n,
+            "rows_per_day": n_day,
+            "false_failure_rate_per_day": total,
             "notes": [
-                f"Derived from {n} training rows; review before use.",
-                "Ranges allow 1% outliers; means allow 6 standard errors of a "
-                f"{daily_rows}-row day; unseen categories fail.",
+                f"Derived from {n} training rows for days of {n_day} rows; review before use.",
+                f"Each bound fails a healthy day with probability about {alpha:.2g} or less "
+                f"(see each expectation's notes); all together about {total:.2g} of healthy "
+                "days have a failed check. Unseen categories fail unless training shows rare "
+                "values.",
             ],
         },
     }
 
 
-def _exp(etype: str, column: str, eid: str, note: str, **kwargs) -> dict:
-    return {"type": etype, "kwargs": {"column": column, **kwargs},
-            "meta": {"id": eid, "notes": note}}
+def _exp(etype: str, column: str, eid: str, note: str, _rate: float | None = None,
+         **kwargs) -> dict:
+    meta: dict[str, Any] = {"id": eid, "notes": note}
+    if _rate is not None:
+        meta["false_failure_rate"] = float(f"{_rate:.3g}")
+    return {"type": etype, "kwargs": {"column": column, **kwargs}, "meta": meta}
 
 
 def _num(x: float) -> float | int:

@@ -197,9 +197,20 @@ class Feature(_Strict):
 
 
 class Prediction(_Strict):
-    score: str | None = None
-    label: str | None = Field(default=None, description="predicted class / predicted value column")
-    threshold: float = Field(default=0.5, ge=0, le=1, description="decision threshold (binary)")
+    score: str | None = Field(
+        default=None,
+        description="binary_classification: the probability of the positive class (required; "
+        "roc_auc, pr_auc, ece and the estimate before labels use it). ranking: the ranking score "
+        "(required)")
+    label: str | None = Field(
+        default=None,
+        description="binary_classification: the 0/1 decision the model served; when set, accuracy, "
+        "precision, recall, f1 and business outcomes count it instead of `score >= threshold`. "
+        "regression: the predicted value (required). ranking: unused")
+    threshold: float = Field(
+        default=0.5, ge=0, le=1,
+        description="binary_classification: a score at or above it is a positive prediction when "
+        "`label` is unset, and for the estimate before labels (CBPE)")
     query_group: str | None = Field(default=None, description="ranking: the query column")
     item: str | None = Field(default=None, description="ranking/recommendation: the item column")
 
@@ -487,7 +498,12 @@ class ModelSpec(_Strict):
     description: str = ""
     owner: str = "watchkeeper"
     timezone: str = "UTC"
-    start_date: date | None = None
+    start_date: date | None = Field(
+        default=None,
+        description="the first day the model is monitored: its DAGs start at that day's midnight "
+        "in `timezone`, and `watchkeeper run` refuses earlier days, naming this field. Unset: the "
+        "DAGs start on 1970-01-01, so any past day can run (catchup is off: a scheduler starts "
+        "with the newest day)")
     retries: int = Field(default=2, ge=0)
     source: Source
     landing: Landing = Landing()

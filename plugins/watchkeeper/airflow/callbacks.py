@@ -18,7 +18,10 @@ def _record(context, state: str) -> None:
         dag = context.get("dag")
         tags = getattr(dag, "tags", None) or []
         model = next((t.split(":", 1)[1] for t in tags if str(t).startswith("model:")), None)
-        ds = context.get("ds")
+        from watchkeeper.airflow.days import local_ds
+
+        # the model's day: Airflow's `ds` is the UTC date of the logical date
+        ds = local_ds(context.get("logical_date"), getattr(dag, "timezone", None)) or context.get("ds")
         if not model or not ds:
             return
         start = getattr(ti, "start_date", None)

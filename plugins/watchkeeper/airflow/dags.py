@@ -7,17 +7,20 @@ inside the task callables, at run time, on the worker.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG, task
 
 from watchkeeper import spec as specmod
 from watchkeeper.airflow import callbacks
+from watchkeeper.airflow.days import local_ds
 
-# A fixed, past default start keeps DAG parsing deterministic (no "now" at parse time); catchup
-# is off, so nothing runs from it by itself. Backfills are explicit.
-DEFAULT_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+# Without `start_date` in the spec a model's DAGs start on this day (midnight in the model's
+# timezone), so any past day can be run (`watchkeeper run`, a backfill). It is fixed, which keeps
+# parsing deterministic (no "now" at parse time), and catchup is off, so nothing runs from it by
+# itself: a scheduler starts with the newest day.
+DEFAULT_START_DAY = (1970, 1, 1)
 
 MONITOR_DOC = """\
 ### Watchkeeper monitor: `{name}`
@@ -59,10 +62,11 @@ def _default_args(spec: specmod.ModelSpec) -> dict:
 
 
 def _start(spec: specmod.ModelSpec) -> datetime:
-    if spec.start_date:
-        d = spec.start_date
-        return datetime(d.year, d.month, d.day, tzinfo=spec.tz)
-    return DEFAULT_START
+    """Midnight of the first day in the model's timezone: the DAG's schedule takes its timezone
+    from here, so its runs' logical dates are the model's midnights (see watchkeeper.airflow.days)."""
+    y, m, d = ((spec.start_date.year, spec.start_date.month, spec.start_date.day)
+               if spec.start_date else DEFAULT_START_DAY)
+    return datetime(y, m, d, tzinfo=spec.tz)
 
 
 def _model_dag(spec: specmod.ModelSpec, kind: str, **kwargs) -> DAG:
@@ -72,18 +76,20 @@ def _model_dag(spec: specmod.ModelSpec, kind: str, **kwargs) -> DAG:
                tags=["watchkeeper", kind, f"model:{spec.name}", spec.task], **kwargs)
 
 
-def _alert_and_report(name: str, which: str, upstream) -> None:
+def _alert_and_report(name: str, tz: str, which: str, upstream) -> None:
     """The tail both daily DAGs share: alert on the day's findings, then rebuild the site (even
     when alerting failed: reviewers still need the pages)."""
 
     @task(task_id="alert", multiple_outputs=False)
-    def alert(_upstream: dict, ds=None) -> dict:
+    def alert(_upstream: dict, ds=None, logical_date=None) -> dict:
+        ds = local_ds(logical_date, tz) or ds
         from watchkeeper.airflow import runtime
 
         return runtime.raise_and_deliver(name, ds, which)
 
     @task(task_id="report", multiple_outputs=False, trigger_rule="all_done")
-    def report(ds=None) -> dict:
+    def report(ds=None, logical_date=None) -> dict:
+        ds = local_ds(logical_date, tz) or ds
         from watchkeeper.airflow import runtime
 
         return runtime.build_reports(name, ds)
@@ -91,14 +97,15 @@ def _alert_and_report(name: str, which: str, upstream) -> None:
     alert(upstream) >> report()
 
 
-def _feature_group_stage(name: str, kind: str, groups: list[dict]):
+def _feature_group_stage(name: str, tz: str, kind: str, groups: list[dict]):
     """Drift or skew as one mapped task per feature group (`<kind>_features`, spread over the
     workers) and a merging task (`<kind>`) that corrects for the day's many comparisons over all
     groups and stores the result. Groups pass their results through shared storage
     (WATCHKEEPER_HOME/state), never XCom; the grouping is the spec's, known at parse time."""
 
     @task(task_id=f"{kind}_features", multiple_outputs=False, map_index_template="{{ feature_group }}")
-    def compare_group(group: dict, ds=None) -> dict:
+    def compare_group(group: dict, ds=None, logical_date=None) -> dict:
+        ds = local_ds(logical_date, tz) or ds
         from airflow.sdk import get_current_context
 
         from watchkeeper.airflow import runtime
@@ -107,7 +114,8 @@ def _feature_group_stage(name: str, kind: str, groups: list[dict]):
         return runtime.analyze_drift_group(name, ds, kind, group["index"], group["features"])
 
     @task(task_id=kind, multiple_outputs=False)
-    def merge(ds=None) -> dict:
+    def merge(ds=None, logical_date=None) -> dict:
+        ds = local_ds(logical_date, tz) or ds
         from watchkeeper.airflow import runtime
 
         return runtime.merge_drift_groups(name, ds, kind)
@@ -139,7 +147,7 @@ def _fail_run_when_a_task_fails(dag: DAG) -> None:
 
 
 def monitor_dag(spec: specmod.ModelSpec) -> DAG:
-    name = spec.name
+    name, tz = spec.name, spec.timezone
     doc = MONITOR_DOC.format(
         name=name,
         description=spec.description or "",
@@ -160,31 +168,36 @@ def monitor_dag(spec: specmod.ModelSpec) -> DAG:
     ) as dag:
 
         @task(task_id="load", multiple_outputs=False)
-        def load(ds=None) -> dict:
+        def load(ds=None, logical_date=None) -> dict:
+            ds = local_ds(logical_date, tz) or ds
             from watchkeeper.airflow import runtime
 
             return runtime.load(name, ds)
 
         @task(task_id="check_ingestion", multiple_outputs=False)
-        def check_ingestion(loaded: dict, ds=None) -> dict:
+        def check_ingestion(loaded: dict, ds=None, logical_date=None) -> dict:
+            ds = local_ds(logical_date, tz) or ds
             from watchkeeper.airflow import runtime
 
             return runtime.check(name, ds, "ingestion", loaded)
 
         @task(task_id="check_features", multiple_outputs=False)
-        def check_features(loaded: dict, ds=None) -> dict:
+        def check_features(loaded: dict, ds=None, logical_date=None) -> dict:
+            ds = local_ds(logical_date, tz) or ds
             from watchkeeper.airflow import runtime
 
             return runtime.check(name, ds, "features", loaded)
 
         @task(task_id="predictions", multiple_outputs=False)
-        def watch_predictions(loaded: dict, ds=None) -> dict:
+        def watch_predictions(loaded: dict, ds=None, logical_date=None) -> dict:
+            ds = local_ds(logical_date, tz) or ds
             from watchkeeper.airflow import runtime
 
             return runtime.analyze_predictions(name, ds)
 
         @task(task_id="record_slis", multiple_outputs=False, trigger_rule="none_failed")
-        def record_slis(loaded: dict, ds=None) -> dict:
+        def record_slis(loaded: dict, ds=None, logical_date=None) -> dict:
+            ds = local_ds(logical_date, tz) or ds
             from watchkeeper.airflow import runtime
 
             return runtime.record_slis(name, ds, loaded)
@@ -195,13 +208,13 @@ def monitor_dag(spec: specmod.ModelSpec) -> DAG:
         ing >> feat  # the feature suite is only meaningful on data that passed the gate of ingestion
         # The drift window is made of days whose checks ran, so the analyses follow the checks.
         groups = [{"index": i, "features": g} for i, g in enumerate(spec.drift_groups)]
-        d_parts, d = _feature_group_stage(name, "drift", groups)
-        k_parts, k = _feature_group_stage(name, "skew", groups)
+        d_parts, d = _feature_group_stage(name, tz, "drift", groups)
+        k_parts, k = _feature_group_stage(name, tz, "skew", groups)
         p = watch_predictions(loaded)
         feat >> [d_parts, k_parts, p]
         rs = record_slis(loaded)
         [ing, feat, d, k, p] >> rs
-        _alert_and_report(name, "monitor", rs)
+        _alert_and_report(name, tz, "monitor", rs)
         _fail_run_when_a_task_fails(dag)
     return dag
 
@@ -225,7 +238,7 @@ Re-running a day, or running days out of order, leaves the same store.
 
 
 def labels_dag(spec: specmod.ModelSpec) -> DAG:
-    name = spec.name
+    name, tz = spec.name, spec.timezone
     with _model_dag(
         spec, "labels",
         description=f"Daily late-label join and quality restatement for model {name}",
@@ -235,13 +248,15 @@ def labels_dag(spec: specmod.ModelSpec) -> DAG:
     ) as dag:
 
         @task(task_id="ingest_labels", multiple_outputs=False)
-        def ingest_labels(ds=None) -> dict:
+        def ingest_labels(ds=None, logical_date=None) -> dict:
+            ds = local_ds(logical_date, tz) or ds
             from watchkeeper.airflow import runtime
 
             return runtime.ingest_labels(name, ds)
 
         @task(task_id="restate_quality", multiple_outputs=False)
-        def restate_quality(ingested: dict, ds=None) -> dict:
+        def restate_quality(ingested: dict, ds=None, logical_date=None) -> dict:
+            ds = local_ds(logical_date, tz) or ds
             from watchkeeper.airflow import runtime
 
             return runtime.restate_quality(name, ds)
@@ -250,13 +265,14 @@ def labels_dag(spec: specmod.ModelSpec) -> DAG:
         if spec.candidate is not None:  # issue 10: the candidate against the incumbent
 
             @task(task_id="compare", multiple_outputs=False)
-            def compare(_restated: dict, ds=None) -> dict:
+            def compare(_restated: dict, ds=None, logical_date=None) -> dict:
+                ds = local_ds(logical_date, tz) or ds
                 from watchkeeper.airflow import runtime
 
                 return runtime.compare(name, ds)
 
             restated = compare(restated)
-        _alert_and_report(name, "labels", restated)
+        _alert_and_report(name, tz, "labels", restated)
         _fail_run_when_a_task_fails(dag)
     return dag
 
@@ -281,7 +297,7 @@ instead of failing, use `ErrorBudgetGateSensor` (reschedule mode).
 def deploy_dag(spec: specmod.ModelSpec) -> DAG:
     from watchkeeper.airflow.operators import ErrorBudgetGate
 
-    name = spec.name
+    name, tz = spec.name, spec.timezone
     with _model_dag(
         spec, "deploy",
         description=f"Example model deployment for {name}, gated on its error budgets",
@@ -306,7 +322,8 @@ def deploy_dag(spec: specmod.ModelSpec) -> DAG:
             return version
 
         @task(task_id="record_deployment")
-        def record_deployment(version: str, ds=None, run_id=None) -> dict:
+        def record_deployment(version: str, ds=None, logical_date=None, run_id=None) -> dict:
+            ds = local_ds(logical_date, tz) or ds
             from watchkeeper.airflow import runtime
 
             return runtime.record_deployment(name, ds, version, run_id)
@@ -341,7 +358,7 @@ alpha {alpha}, at least {min_labels} labels):
 def rollout_dag(spec: specmod.ModelSpec) -> DAG:
     from watchkeeper.airflow.operators import ErrorBudgetGate
 
-    name = spec.name
+    name, tz = spec.name, spec.timezone
     cand = spec.candidate
     with _model_dag(
         spec, "rollout",
@@ -355,27 +372,33 @@ def rollout_dag(spec: specmod.ModelSpec) -> DAG:
     ) as dag:
 
         @task.branch(task_id="decide")
-        def decide(ds=None) -> str:
+        def decide(ds=None, logical_date=None) -> str:
+            ds = local_ds(logical_date, tz) or ds
             from watchkeeper.airflow import runtime
 
             return runtime.rollout_decide(name, ds)
 
-        gate = ErrorBudgetGate(task_id="gate", model=name, scope="model", as_of="{{ ds }}")
+        # as of the model's day (Airflow's `ds` is the UTC date of the logical date)
+        gate = ErrorBudgetGate(task_id="gate", model=name, scope="model",
+                               as_of="{{ logical_date.in_timezone('%s').strftime('%%Y-%%m-%%d') }}" % tz)
 
         @task(task_id="promote", multiple_outputs=False)
-        def promote(ds=None, run_id=None) -> dict:
+        def promote(ds=None, logical_date=None, run_id=None) -> dict:
+            ds = local_ds(logical_date, tz) or ds
             from watchkeeper.airflow import runtime
 
             return runtime.rollout_promote(name, ds, run_id)
 
         @task(task_id="roll_back", multiple_outputs=False)
-        def roll_back(ds=None, run_id=None) -> dict:
+        def roll_back(ds=None, logical_date=None, run_id=None) -> dict:
+            ds = local_ds(logical_date, tz) or ds
             from watchkeeper.airflow import runtime
 
             return runtime.rollout_roll_back(name, ds, run_id)
 
         @task(task_id="hold", multiple_outputs=False)
-        def hold(ds=None) -> dict:
+        def hold(ds=None, logical_date=None) -> dict:
+            ds = local_ds(logical_date, tz) or ds
             from watchkeeper.airflow import runtime
 
             return runtime.rollout_hold(name, ds)

@@ -60,6 +60,58 @@ def configure(home: Path | None = None, dags_folder: Path | None = None,
     return env
 
 
+_WARNINGS_LOG: dict[str, object] = {}
+
+
+def route_warnings(log_file: Path) -> None:
+    """Keep third-party warnings (deprecations, numpy/scipy "divide by zero", pandas futures)
+    off the console of `watchkeeper run` and the demo: each one Python would show is written to
+    `log_file` instead, the embedded run's own log. Warnings raised by Watchkeeper's own code stay
+    on the console. Airflow's task processes in a deployment are untouched: there they stay in the
+    task logs, as before.
+
+    Airflow points `warnings.showwarning` at its console logger whenever it sets up a task's
+    logging, so the redirection sits one step earlier, at `warnings._showwarnmsg`, which CPython
+    calls for every warning shown (it calls `showwarning` in turn). Where that hook is missing,
+    third-party warnings are only filtered.
+    """
+    import warnings
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    _WARNINGS_LOG["path"] = log_file
+    if _WARNINGS_LOG.get("installed"):
+        return
+    original = getattr(warnings, "_showwarnmsg", None)
+    if original is None:  # another Python: drop them rather than print them
+        for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning,
+                         RuntimeWarning):
+            warnings.filterwarnings("ignore", category=category)
+        _WARNINGS_LOG["installed"] = True
+        return
+
+    ours = str(Path(__file__).resolve().parents[1])  # plugins/watchkeeper
+
+    def show(msg) -> None:
+        filename = str(getattr(msg, "filename", "") or "")
+        if filename.startswith(ours):
+            return original(msg)
+        _WARNINGS_LOG["count"] = int(_WARNINGS_LOG.get("count", 0)) + 1
+        try:
+            with open(_WARNINGS_LOG["path"], "a", encoding="utf-8") as fh:
+                fh.write(warnings.formatwarning(msg.message, msg.category, msg.filename,
+                                                msg.lineno, msg.line))
+        except OSError:
+            pass  # a warning must never fail a run
+
+    warnings._showwarnmsg = show
+    _WARNINGS_LOG["installed"] = True
+
+
+def warnings_logged() -> tuple[int, Path | None]:
+    """How many third-party warnings route_warnings() kept off the console, and where."""
+    return int(_WARNINGS_LOG.get("count", 0)), _WARNINGS_LOG.get("path")
+
+
 def migrate() -> None:
     from airflow.utils.db import initdb
 
@@ -85,12 +137,25 @@ class RunOutcome:
         return self.state == "success"
 
 
+class DayNotRun(RuntimeError):
+    """Airflow ran no task for the day (a day before the DAG's start): never a silent success."""
+
+
 def run_day(dag, ds: str) -> RunOutcome:
+    """One model day through `dag.test()`, with the logical date at midnight of `ds` in the DAG's
+    timezone (the model's): the day a scheduler would run, and its start date's midnight."""
     import pendulum
 
-    d = pendulum.parse(ds).date()
-    ld = pendulum.datetime(d.year, d.month, d.day, tz="UTC")
+    from watchkeeper.airflow.days import logical_date
+
+    tz = dag.timezone
+    ld = pendulum.instance(logical_date(ds, tz))
+    if dag.start_date is not None and ld < dag.start_date:
+        raise DayNotRun(
+            f"{dag.dag_id}: {ds} is before the DAG's start {dag.start_date.date().isoformat()} "
+            f"({tz}); Airflow runs no task for it")
     dr = dag.test(logical_date=ld)
+
     def name(state) -> str:
         return str(getattr(state, "value", state))
 
@@ -99,4 +164,7 @@ def run_day(dag, ds: str) -> RunOutcome:
         # mapped tasks (one per feature group) appear as task_id[map_index]
         key = ti.task_id if (ti.map_index is None or ti.map_index < 0) else f"{ti.task_id}[{ti.map_index}]"
         tasks[key] = name(ti.state)
+    if not tasks:
+        raise DayNotRun(f"{dag.dag_id} on {ds}: the run finished without running any task "
+                        f"(state {name(dr.state)})")
     return RunOutcome(dag.dag_id, ds, name(dr.state), tasks)
