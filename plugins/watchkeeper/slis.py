@@ -49,9 +49,15 @@ HIGHER_IS_BETTER = {"precision", "recall", "f1", "accuracy", "roc_auc", "pr_auc"
 
 def known(task: str, business_outcomes: list[str] | tuple[str, ...] = ()) -> dict[str, SliInfo]:
     """Every SLI an SLO of a model of `task` can name."""
+    from watchkeeper.spec import QUALITY_RATIO_SLIS
+
+    ratio = QUALITY_RATIO_SLIS.get(task, {})
     out = {n: SliInfo(n, "monitor", kinds, meaning) for n, (kinds, meaning) in MONITOR_SLIS.items()}
     for m in QUALITY_METRICS.get(task, ()):
-        out[m] = SliInfo(m, "quality", ("timeslice",), f"{task} metric per prediction-day")
+        kinds = ("ratio", "timeslice") if m in ratio else ("timeslice",)
+        out[m] = SliInfo(m, "quality", kinds, f"{task} metric per prediction-day")
+    for m, meaning in ratio.items():  # ratio-only quality SLIs (within_tolerance)
+        out.setdefault(m, SliInfo(m, "quality", ("ratio",), meaning))
     for b in business_outcomes:
         out[b] = SliInfo(b, "business outcome", ("timeslice",), "a business outcome of the spec")
     return out
