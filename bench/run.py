@@ -29,6 +29,11 @@ TARGETS = {
     "gate_cli_seconds": "< 1 s",
     "gate_decision_ms": "< 50 ms",
     "reports_mb_demo_site": "< 300",
+    "pages_demo_fraud": "<= 3 (42 days)",
+    "pages_demo_eta": "= 0",
+    "gate_open_share_small_batch_shift": ">= 0.9",
+    "messages_per_30_healthy_days_small_batch_shift": "<= 5",
+    "pages_on_healthy_days_seasonal_yearly_cycle": "= 0",
 }
 
 
@@ -59,6 +64,7 @@ def main() -> int:
         ("pushdown", ["bench/pushdown_bench.py"]),
         ("reports", ["bench/reports_bench.py"]),
         ("gate", ["bench/gate_bench.py"]),
+        ("noise", ["bench/noise_bench.py"]),
     ]
     results_path = paths.home() / "bench" / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}

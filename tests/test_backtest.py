@@ -122,7 +122,7 @@ def test_expectations_the_monitors_cannot_meet_are_missed_or_late_and_exit_1(tmp
 @pytest.mark.parametrize("change, field, why", [
     (lambda d: d["expect"][0].update(by_day=0), "expect[0].by_day",
      "greater than or equal to 1"),
-    (lambda d: d["expect"][1].update(stage="vibes"), "expect[1].stage", "'ingestion'"),
+    (lambda d: d["expect"][0].update(stage="vibes"), "expect[0].stage", "'ingestion'"),
     (lambda d: d.pop("onset"), "onset", "required field is missing"),
     (lambda d: d["expect"][0].update(subject="no_such_column"), "expect[0].subject",
      "not a column of the spec"),

@@ -516,7 +516,10 @@ class ModelSpec(_Strict):
     suites: Suites = Suites()
     drift: DriftSpec = DriftSpec()
     predictions: PredictionMonitorSpec = PredictionMonitorSpec()
-    completeness: CompletenessSpec = CompletenessSpec()  # issue 14: partial days
+    completeness: CompletenessSpec = Field(
+        default=CompletenessSpec(),
+        description="when a day counts as partial (far fewer rows than usual): its distributions "
+                    "are stored, not alerted; see README 'Partial days'")
     slos: list[Slo] = []
     alerts: Alerts = Alerts()
     gate: GateSpec = GateSpec()
