@@ -288,9 +288,30 @@ _EXPECTATION_KEYS = {"type", "expectation_type", "kwargs", "meta", "id", "notes"
 _INDEX_KEY = "_watchkeeper_index"
 
 
+# Built suites per file and version (path, mtime, size): building GX's expectation objects costs
+# about 0.1 s a suite, paid every day by a long-lived process (the demo, backtests, the soak).
+_SUITES: dict[tuple, "Suite"] = {}
+
+
 def load_suite(path: Path | str) -> Suite:
-    """Read a GX 1.x suite JSON file and build it without a GX project folder."""
+    """Read a GX 1.x suite JSON file and build it without a GX project folder (memoised per
+    file version within the process)."""
     path = Path(path)
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    if key is not None and key in _SUITES:
+        return _SUITES[key]
+    suite = _load_suite(path)
+    if key is not None:
+        with _GX_LOCK:
+            _SUITES[key] = suite
+    return suite
+
+
+def _load_suite(path: Path) -> Suite:
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
