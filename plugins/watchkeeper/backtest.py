@@ -24,6 +24,7 @@ before the onset are reported as noise, not counted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -566,13 +567,22 @@ def _run_folder(folder: Path, workdir: Path) -> IncidentResult:
 
 
 def run(library: Path | None = None, only: list[str] | None = None, progress=None,
-        jobs: int = 1) -> list[IncidentResult]:
+        jobs: int = 1, keep: Path | None = None) -> list[IncidentResult]:
     """Load every incident first (a malformed one stops the run before any replay), then replay
     each in its own temporary home; `jobs` > 1 replays that many incidents at once, each in its
-    own process (incidents share nothing)."""
+    own process (incidents share nothing). `keep`: replay under this folder instead and leave
+    each incident's home there (its store, outbox and reports) for a closer look."""
     incidents = [load_incident(f) for f in discover(library, only)]
     results: dict[str, IncidentResult] = {}
-    with tempfile.TemporaryDirectory(prefix="wk-backtest-") as tmp:
+    if keep is not None:
+        keep = Path(keep)
+        taken = [i.name for i in incidents if (keep / i.name).exists()]
+        if taken:
+            raise IncidentError(f"--keep {keep}: {', '.join(taken)} already there; choose an "
+                                "empty folder")
+        keep.mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(str(keep)) if keep is not None
+          else tempfile.TemporaryDirectory(prefix="wk-backtest-")) as tmp:
         if jobs <= 1 or len(incidents) == 1:
             for inc in incidents:
                 results[inc.name] = r = run_incident(inc, Path(tmp))

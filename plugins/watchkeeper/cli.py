@@ -876,7 +876,8 @@ def cmd_backtest(args) -> int:
                   file=sys.stderr, flush=True)
 
     try:
-        results = backtest.run(args.library, args.incident, progress=progress, jobs=args.jobs)
+        results = backtest.run(args.library, args.incident, progress=progress, jobs=args.jobs,
+                               keep=args.keep)
     except backtest.IncidentError as err:
         raise CliError(str(err)) from None
     if args.json:
@@ -1065,6 +1066,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--library", help="a folder of incidents (default include/incidents)")
     c.add_argument("--json", action="store_true", help="print the results as JSON")
     c.add_argument("--jobs", type=int, default=1, help="replay this many incidents at once")
+    c.add_argument("--keep", help="replay in this (empty) folder and keep each incident's home "
+                                  "(store, outbox, reports) for a closer look")
     c.set_defaults(func=cmd_backtest)
     return p
 
