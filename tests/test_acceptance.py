@@ -204,6 +204,20 @@ def test_seasonal_drift_uses_the_previous_cycle_when_half_of_it_is_staged_else_t
     assert skew.not_alerted_reason("price", None) is None
 
 
+def test_a_seasonal_feature_against_a_short_trailing_window_is_reported_not_alerted():
+    """Before a cycle of history, a seasonal feature meets its trailing window; while that window
+    is shorter than min_window_days its day-to-day spread is unknown, so it is not alerted."""
+    short = acc.plan_references("drift", day(20), FEATURES, [], staged_days=[],
+                                clean_window=[day(18), day(19)], reference_days=7, min_window_days=5)
+    why = short.not_alerted_reason("temp", None)
+    assert why and "2 day(s) in its trailing window, 5 needed" in why and "not alerted" in why
+    assert short.not_alerted_reason("price", None) is None  # not seasonal: alerted as before
+    enough = acc.plan_references("drift", day(20), FEATURES, [], staged_days=[],
+                                 clean_window=[day(n) for n in range(15, 20)], reference_days=7,
+                                 min_window_days=5)
+    assert enough.not_alerted_reason("temp", None) is None
+
+
 # ----- budgets ----------------------------------------------------------------------------------
 
 

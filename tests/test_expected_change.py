@@ -476,6 +476,89 @@ def test_a_seasonal_feature_is_compared_with_its_previous_cycle_and_its_skew_is_
     assert _sli("weather", day(10)).good is False
 
 
+def test_a_seasonal_models_predictions_are_judged_against_its_own_recent_output(tmp_path, monkeypatch):
+    """Predictions follow their seasonal input: against a training set that spans the whole
+    cycle, the days at the cycle's peaks look anomalous. A seasonal model's prediction monitors
+    use the served predictions of the trailing clean window instead (one frame per day, so the
+    band learns the output's own day-to-day spread); until drift.MIN_SPREAD_DAYS such days exist
+    they are reported against the training set, not alerted, and the day is neither stable nor
+    unstable. A genuine fault in the output is still caught."""
+    from watchkeeper import analysis, predictions
+    from watchkeeper.airflow import runtime
+    from watchkeeper.spec import get_spec
+    from watchkeeper.store import open_store
+
+    data = paths.home() / "data" / "demand"
+    data.mkdir(parents=True)
+
+    def temp(n: int) -> float:  # a 28-day cycle: a week's window holds a quarter of it
+        return 20.0 + 8.0 * np.sin(2 * np.pi * n / 28)
+
+    def frame(n: int, ds: str | None, broken: bool = False) -> pd.DataFrame:
+        rng = np.random.default_rng(900 + n)
+        f = _frame(rng, ROWS, ds, temp=temp(n))
+        f["units"] = 3.0 * f["temp"] + rng.normal(0, 2.0, len(f))
+        if broken:
+            f["units"] = f["units"] * 0.2  # a unit bug in the model's output
+        return f
+
+    pd.concat([frame(i, day(-30 + i)) for i in range(28)], ignore_index=True) \
+        .to_parquet(data / "training.parquet")
+    _write_spec(tmp_path / "models", "demand", {
+        "name": "demand", "task": "regression",
+        "source": {"kind": "file", "path": str(data / "ds={ds}.parquet")},
+        "landing": {"kind": "none"}, "columns": {"id": "id", "timestamp": "ts"},
+        "features": [{"name": "temp", "kind": "numerical", "seasonal": 28},
+                     {"name": "noise", "kind": "numerical"}],
+        "prediction": {"label": "units"},
+        "reference": {"training": str(data / "training.parquet")},
+        "slos": [{"name": "prediction-stability", "sli": "prediction_stability",
+                  "kind": "timeslice", "objective": 0.9, "gates": ["model"]}],
+    })
+    monkeypatch.setenv("WATCHKEEPER_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("WATCHKEEPER_EVIDENTLY_PAGES", "on_finding")
+    spec = get_spec("demand")
+    training_alerts = []
+    for n in range(12):
+        frame(n, day(n), broken=(n == 11)).to_parquet(data / f"ds={day(n)}.parquet")
+        loaded = runtime.load("demand", day(n))
+        for stage in ("ingestion", "features"):
+            runtime.check("demand", day(n), stage, loaded)
+        runtime.analyze_drift("demand", day(n), "drift")
+        runtime.analyze_predictions("demand", day(n))
+        runtime.record_slis("demand", day(n), loaded)
+        batch = pd.read_parquet(data / f"ds={day(n)}.parquet")
+        vs_training = predictions.monitor_predictions(
+            batch, analysis._prediction_baseline(spec), alpha=0.01 / 2).to_dict()
+        training_alerts.append(any(m["alert"] for m in vs_training["monitors"]))
+    store = open_store()
+
+    def day_payload(n):
+        return next(m.payload for m in store.metrics("demand", "prediction", since=day(n), until=day(n))
+                    if m.subject == analysis.DATASET)
+
+    def stability(n):
+        (row,) = store.slis("demand", sli="prediction_stability", since=day(n), until=day(n))
+        return row
+
+    for n in range(5):  # fewer than 5 clean days before it: reported, not alerted
+        p = day_payload(n)
+        assert p["baseline_from"] == "training set" and "not alerted" in p["not_alerted"], p
+        assert p["alert"] is False and stability(n).good is None
+    for n in range(5, 11):
+        p = day_payload(n)
+        # no day of the previous cycle is staged yet: the trailing window
+        assert p["baseline_from"].startswith("trailing clean window"), (n, p)
+        assert "not_alerted" not in p and p["alert"] is False, (n, p)
+        assert stability(n).good is True
+    # the same healthy days against the training set: the cycle's peaks alert
+    assert any(training_alerts[5:11]), training_alerts
+    broken = day_payload(11)
+    assert broken["alert"] is True and stability(11).good is False
+    assert {m.subject for m in store.metrics("demand", "prediction", since=day(11), until=day(11))
+            if m.payload.get("alert")} >= {"mean_prediction"}
+
+
 def test_http_routes_for_acceptances(shop, airflow_db):
     from fastapi.testclient import TestClient
 

@@ -110,10 +110,17 @@ def test_slos_follow_the_stated_arithmetic(world):
     p = _proposal(world)
     slos = {s["name"]: s for s in p.slos}
     assert slos["data-quality"]["kind"] == "ratio" and slos["data-quality"]["objective"] == 0.95
-    # drift and skew each alert on up to 5% of healthy days: at 0.9, two bad days in three would
-    # page on 1.8% of days; 0.75 needs three in a row
-    assert slos["feature-drift"]["objective"] == 0.75
-    assert "1.8% a day" in slos["feature-drift"]["why"]
+    # drift and skew each alert on up to 1% of healthy days (the spec default), so 1.99% of
+    # healthy days are bad: at 0.9 two bad days in three page on 0.08% of days and the budget is
+    # spent 1.8% of the time, both inside the rule; 0.95 would page more often than once in 1,000
+    assert slos["feature-drift"]["objective"] == 0.9
+    assert "up to 2.0% of healthy days are bad" in slos["feature-drift"]["why"]
+    assert "page with probability 0.0008 a day" in slos["feature-drift"]["why"]
+    # with the old 5% drift rate the same rule keeps the objective at 0.75 (three bad days in a row)
+    training = _inputs(world)[1]
+    old = {s["name"]: s for s in onboard.propose_slos(training, p.task.value, p.rows, proposal=p,
+                                                       drift_false_alarm_rate=0.05)}
+    assert old["feature-drift"]["objective"] == 0.75 and "1.8% a day" in old["feature-drift"]["why"]
     assert slos["prediction-stability"]["objective"] == 0.95
     q = slos["model-quality"]
     assert q["sli"] == "precision" and q["quality"] and q["direction"] == "at_least"

@@ -18,7 +18,10 @@ An acceptance (feature, optional segment COL=VALUE, reason, since, until, known_
 * a revocation (revoked_on) ends both: runs and evaluations as of revoked_on or later ignore it.
 
 Seasonal features (spec `seasonal`) get their drift reference from the same days of the previous
-cycle, and their skew rows are reported but not alerted.
+cycle, and their skew rows are reported but not alerted. Before a cycle of history exists they are
+compared with the trailing window; while that window holds fewer than `min_window_days` days (the
+days drift needs to learn the feature's day-to-day spread) their drift is reported, not alerted:
+yesterday alone says nothing about how far a seasonal input moves in a day.
 """
 
 from __future__ import annotations
@@ -406,7 +409,8 @@ class ReferencePlans:
 def plan_references(kind: str, ds: str, features: Sequence[FeatureInfo],
                     acceptances: Iterable[Acceptance], *, staged_days: Iterable[str],
                     clean_window: Sequence[str] | None, reference_days: int,
-                    window_limit: int = ACCEPTED_WINDOW_DAYS) -> ReferencePlans:
+                    window_limit: int = ACCEPTED_WINDOW_DAYS,
+                    min_window_days: int = 1) -> ReferencePlans:
     """Pick each feature's reference for a day's drift or skew (rules in the module docstring).
 
     In order: an acceptance active for ds (the newest, if several) -> its window; a seasonal
@@ -451,6 +455,11 @@ def plan_references(kind: str, ds: str, features: Sequence[FeatureInfo],
                 notes.append(f"{f.name}: seasonal (period {f.season_days} days); {len(have)} of "
                              f"{len(cycle)} days of the previous cycle ({span}) are staged, "
                              f"{need} needed: compared with the trailing window")
+                if len(usual_days or ()) < min_window_days:
+                    not_alerted.append(NotAlerted(f.name, None, (
+                        f"seasonal feature with {len(usual_days or ())} day(s) in its trailing "
+                        f"window, {min_window_days} needed to learn its day-to-day spread: "
+                        "reported, not alerted")))
         else:
             add((usual_label, usual_days, None, None, None), f.name)
         if f.season_days and kind == "skew" and not whole:

@@ -220,6 +220,15 @@ def staged_days(spec: ModelSpec, before: str) -> list[str]:
     return sorted(out)
 
 
+def warmup_days(spec: ModelSpec) -> int:
+    """The trailing days a seasonal model's drift and predictions need before they are alerted:
+    enough to learn the day-to-day spread (drift.MIN_SPREAD_DAYS), or the whole window when
+    drift.reference_days is shorter (then the spec chose day-against-day comparisons)."""
+    from watchkeeper import drift
+
+    return min(drift.MIN_SPREAD_DAYS, spec.drift.reference_days)
+
+
 def pick_references(spec: ModelSpec, ds: str, store, kind: str, version: str | None):
     """Each feature's reference for the day, planned for every feature of the spec (the mapped
     groups restrict it): (acceptance.ReferencePlans, the trailing clean window or None).
@@ -233,7 +242,8 @@ def pick_references(spec: ModelSpec, ds: str, store, kind: str, version: str | N
     infos = [acceptance.FeatureInfo(f.name, f.season_days) for f in spec.features]
     plans = acceptance.plan_references(
         kind, ds, infos, gatekeeper.acceptances(store, spec.name), staged_days=staged_days(spec, ds),
-        clean_window=window, reference_days=spec.drift.reference_days)
+        clean_window=window, reference_days=spec.drift.reference_days,
+        min_window_days=warmup_days(spec))
     return plans, window
 
 
@@ -580,6 +590,13 @@ def _store_dataset(spec, ds, store, kind, payload) -> None:
 # ----- predictions and coverage -----------------------------------------------------------------
 
 
+def _baseline_columns(spec: ModelSpec) -> dict:
+    return dict(task=spec.task, score_col=spec.prediction.score or spec.prediction.label,
+                label_col=spec.prediction.label if spec.task != "regression" else None,
+                item_col=spec.prediction.item, query_col=spec.prediction.query_group,
+                decision_threshold=spec.prediction.threshold)
+
+
 def _prediction_baseline(spec: ModelSpec):
     from watchkeeper import predictions
 
@@ -587,13 +604,49 @@ def _prediction_baseline(spec: ModelSpec):
     cached = _state(spec.name) / f"prediction-baseline-{_cache_key(spec, path, 'pred')}.json"
     if cached.exists():
         return predictions.PredictionBaseline.from_dict(json.loads(cached.read_text()))
-    b = predictions.build_prediction_baseline(
-        train, task=spec.task, score_col=spec.prediction.score or spec.prediction.label,
-        label_col=spec.prediction.label if spec.task != "regression" else None,
-        item_col=spec.prediction.item, query_col=spec.prediction.query_group,
-        decision_threshold=spec.prediction.threshold)
+    b = predictions.build_prediction_baseline(train, **_baseline_columns(spec))
     _write_atomic(cached, json.dumps(b.to_dict()))
     return b
+
+
+def prediction_reference(spec: ModelSpec, ds: str, store, batch):
+    """The baseline the day's predictions are judged against: (baseline, what it is, why the
+    day is not alerted or None).
+
+    A model with seasonal inputs predicts seasonally too, so a training set that spans every
+    season is no yardstick for one day's output: its predictions are compared, like its seasonal
+    features' drift, with the served predictions of the same days of the previous cycle when at
+    least half of them are staged, else with the trailing clean window, one frame per day (the
+    baseline learns the output's own day-to-day spread). Until drift.MIN_SPREAD_DAYS such days
+    exist (warmup_days) the training baseline is used and the monitors are reported, not
+    alerted."""
+    from watchkeeper import acceptance, predictions
+
+    seasonal = [f for f in spec.features if f.season_days]
+    if not seasonal:
+        return _prediction_baseline(spec), "training set", None
+    period = max(f.season_days for f in seasonal)
+    reference_days = spec.drift.reference_days
+    need = warmup_days(spec)
+    cycle = acceptance.previous_cycle_days(ds, period, reference_days)
+    staged = set(staged_days(spec, ds))
+    have = [d for d in cycle if d in staged]
+    candidates = []
+    if cycle and len(have) >= (reference_days + 1) // 2:
+        candidates.append((have, f"previous cycle ({period} days)"))
+    candidates.append((clean_window(spec, ds, store, _version(spec, batch)), "trailing clean window"))
+    found = []
+    for days, label in candidates:
+        pairs = [(d, f) for d in days if (f := _batch(spec, d)) is not None and len(f)]
+        if len(pairs) >= need:
+            return predictions.build_prediction_baseline([f for _d, f in pairs],
+                                                         **_baseline_columns(spec)), \
+                f"{label} {pairs[0][0]}..{pairs[-1][0]}", None
+        found.append(f"{len(pairs)} in the {label}")
+    names = ", ".join(f.name for f in seasonal)
+    return _prediction_baseline(spec), "training set", (
+        f"seasonal inputs ({names}): days of served predictions: {', '.join(found)}, {need} "
+        "needed; measured against the training set, not alerted")
 
 
 def _coverage_reference(spec: ModelSpec):
@@ -619,7 +672,8 @@ def analyze_predictions(spec: ModelSpec, ds: str, store) -> dict:
             _store_dataset(spec, ds, store, fam, {"not_run": "no batch staged for this day"})
         return {"not_run": "no batch staged for this day"}
     try:
-        baseline, cov_ref = _prediction_baseline(spec), _coverage_reference(spec)
+        baseline, against, seasonal_quiet = prediction_reference(spec, ds, store, batch)
+        cov_ref = _coverage_reference(spec)
     except sources.SourceError as err:  # (chaos suite) reported, not a crash: see below
         reason = reference_unavailable(spec, err)
         for fam in ("prediction", "coverage"):
@@ -635,12 +689,16 @@ def analyze_predictions(spec: ModelSpec, ds: str, store) -> dict:
     rep = predictions.monitor_predictions(batch, baseline, history=history, ds=ds,
                                           alpha=day_rate / n_monitors).to_dict()
     suppressed = partial_reason(spec, ds, store)
-    for m in rep["monitors"] if suppressed else ():
-        _suppress(m, "alert", suppressed)
+    for m in rep["monitors"]:
+        m["baseline_from"] = against
+        if suppressed or seasonal_quiet:
+            _suppress(m, "alert", suppressed or seasonal_quiet)
     records = [MetricRecord(subject=m["name"], value=m.get("value"), payload=m) for m in rep["monitors"]]
     day_payload = {
         "alert": any(m.get("alert") for m in rep["monitors"]), "summary": rep.get("summary"),
-        "problems": rep.get("problems", []), "n_rows": rep.get("n_rows")}
+        "problems": rep.get("problems", []), "n_rows": rep.get("n_rows"), "baseline_from": against}
+    if seasonal_quiet and not suppressed:
+        day_payload["not_alerted"] = seasonal_quiet
     if suppressed:
         day_payload.update(partial=True, suppressed=suppressed,
                            would_alert=[m["name"] for m in rep["monitors"] if m["would_alert"]])

@@ -409,7 +409,12 @@ def _analysis_slis(spec: ModelSpec, ds: str, store) -> list:
                           details={"partial": part.partial["reason"]})
                 for sli, payload in measured_on.items() if payload is not None]
     pred = dataset("prediction")
-    if pred is not None and "not_run" not in pred:
+    if pred is not None and pred.get("not_alerted"):
+        # a seasonal model's first days: no baseline of its own output yet (analysis.
+        # prediction_reference), so the day is neither stable nor unstable
+        out.append(SliRecord(ds=ds, sli="prediction_stability", value=None, good=None,
+                             details={"not_alerted": pred["not_alerted"]}))
+    elif pred is not None and "not_run" not in pred:
         good = not pred.get("alert")
         out.append(SliRecord(ds=ds, sli="prediction_stability", value=0.0 if good else 1.0, good=good,
                              good_events=float(good), total_events=1.0,

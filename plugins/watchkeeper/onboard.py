@@ -653,8 +653,8 @@ def _objective_for(p_bad: float) -> tuple[float, float]:
 
 
 def propose_slos(training: pd.DataFrame, task: str, rows_per_day: int, *,
-                 proposal: Proposal | None = None, drift_false_alarm_rate: float = 0.05,
-                 prediction_false_alarm_rate: float = 0.01,
+                 proposal: Proposal | None = None, drift_false_alarm_rate: float | None = None,
+                 prediction_false_alarm_rate: float | None = None,
                  data_quality_false_failure: float = 0.005) -> list[dict]:
     """SLOs for a new model, each with its reasoning (`why`, written as a YAML comment).
 
@@ -676,6 +676,13 @@ def propose_slos(training: pd.DataFrame, task: str, rows_per_day: int, *,
     """
     from scipy.stats import norm
 
+    from watchkeeper.spec import DriftSpec, PredictionMonitorSpec
+
+    # the rates the proposed spec will run with: its (default) drift and predictions sections
+    if drift_false_alarm_rate is None:
+        drift_false_alarm_rate = DriftSpec().daily_false_alarm_rate
+    if prediction_false_alarm_rate is None:
+        prediction_false_alarm_rate = PredictionMonitorSpec().daily_false_alarm_rate
     out = []
     out.append({"name": "data-quality", "sli": "data_quality", "kind": "ratio",
                 "objective": 0.95, "gates": ["model", "features"],

@@ -371,7 +371,7 @@ class GateSpec(_Strict):
 class DriftSpec(_Strict):
     reference_days: int = Field(default=7, ge=1)
     min_segment_rows: int = Field(default=500, ge=1)
-    daily_false_alarm_rate: float = Field(default=0.05, gt=0, lt=1)
+    daily_false_alarm_rate: float = Field(default=0.01, gt=0, lt=1)
     # Drift and skew run as one mapped task per group of this many features, so a Celery
     # deployment spreads a model's day over its workers; the verdicts do not depend on it.
     features_per_task: int = Field(default=4, ge=1)

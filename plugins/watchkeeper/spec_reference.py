@@ -77,7 +77,7 @@ MEANINGS: dict[str, str] = {
     "drift": "drift (against the trailing clean days) and skew (against the training set)",
     "drift.reference_days": "how many trailing clean days make the drift window",
     "drift.min_segment_rows": "rows a segment value needs, in the day and in the reference, to be compared on its own",
-    "drift.daily_false_alarm_rate": "the chance a healthy day shows any drift, over all of its comparisons (Holm)",
+    "drift.daily_false_alarm_rate": "the chance a healthy day shows any drift, over all of its comparisons (Holm); drift and skew each, so about 2% of healthy days have a bad feature_drift slice at the default, well inside a 0.9 objective",
     "drift.features_per_task": "drift and skew run as one mapped task per group of this many features (spread over the workers); the verdicts do not depend on it",
     "predictions.daily_false_alarm_rate": "the chance a healthy day raises any prediction or coverage alert, split evenly over the monitors of the task",
     "slos[].description": "free text, shown with the SLO",
