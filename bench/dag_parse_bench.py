@@ -33,8 +33,8 @@ def main() -> None:
     from watchkeeper.airflow import embedded
 
     embedded.configure(home)
-    # Measured, not refused: at 1,000 models one file takes longer than Airflow's 30 s default
-    # dagbag_import_timeout (README "Many models" says what to set).
+    # Measured, not refused: at 1,000 models one file took longer than Airflow's 30 s default
+    # dagbag_import_timeout on this machine.
     os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"] = "900"
     import airflow  # noqa: F401  - the DAG processor has Airflow imported already
     from airflow.dag_processing.dagbag import DagBag

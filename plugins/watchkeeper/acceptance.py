@@ -47,6 +47,7 @@ __all__ = [
     "parse_segment",
     "plan_references",
     "previous_cycle_days",
+    "previous_cycle_staged",
     "revoke",
 ]
 
@@ -308,6 +309,15 @@ def previous_cycle_days(ds: str, period: int, reference_days: int) -> list[str]:
     return [d for d in days if d < ds]
 
 
+def previous_cycle_staged(ds: str, period: int, reference_days: int,
+                          staged: Iterable[str]) -> tuple[list[str], list[str], int]:
+    """(the previous cycle's days, those of them staged, how many must be staged): a seasonal
+    reference uses the previous cycle only when `cycle and len(staged days) >= needed`."""
+    cycle = previous_cycle_days(ds, period, reference_days)
+    have = set(staged)
+    return cycle, [d for d in cycle if d in have], (reference_days + 1) // 2
+
+
 @dataclass(frozen=True)
 class FeatureInfo:
     """What the planner needs of a spec feature."""
@@ -444,9 +454,7 @@ def plan_references(kind: str, ds: str, features: Sequence[FeatureInfo],
                 f"{whole.since}..{whole.known_on} precedes {ds} yet: measured against the "
                 f"{usual_text}, not alerted")))
         elif f.season_days and kind == "drift":
-            cycle = previous_cycle_days(ds, f.season_days, reference_days)
-            have = [d for d in cycle if d in staged]
-            need = (reference_days + 1) // 2
+            cycle, have, need = previous_cycle_staged(ds, f.season_days, reference_days, staged)
             if cycle and len(have) >= need:
                 add(("seasonal:previous_cycle", tuple(have), None, None, f.season_days), f.name)
             else:

@@ -628,11 +628,10 @@ def prediction_reference(spec: ModelSpec, ds: str, store, batch):
     period = max(f.season_days for f in seasonal)
     reference_days = spec.drift.reference_days
     need = warmup_days(spec)
-    cycle = acceptance.previous_cycle_days(ds, period, reference_days)
-    staged = set(staged_days(spec, ds))
-    have = [d for d in cycle if d in staged]
+    cycle, have, half = acceptance.previous_cycle_staged(ds, period, reference_days,
+                                                         staged_days(spec, ds))
     candidates = []
-    if cycle and len(have) >= (reference_days + 1) // 2:
+    if cycle and len(have) >= half:  # the rule seasonal drift uses (acceptance.plan_references)
         candidates.append((have, f"previous cycle ({period} days)"))
     candidates.append((clean_window(spec, ds, store, _version(spec, batch)), "trailing clean window"))
     found = []
