@@ -38,7 +38,9 @@ class_mix (classification)
     between today's mix and the baseline mix.
 mean_prediction (regression)
     μ0, σ0 of the reference predictions, τ² from day means as above.
-    Band: μ0 ± z2·sqrt(σ0²·(1/n + 1/N) + τ²).
+    Band: μ0 ± q2·sqrt(σ0²·(1/n + 1/N) + τ²·(1 + 1/k)) over k reference days; q2 is the normal
+    quantile when τ² = 0, else Student's t with Welch-Satterthwaite degrees of freedom
+    (k - 1 when the day-to-day spread dominates): τ² from a week of days is itself uncertain.
 score_drift (every task with a score column)
     An Evidently legacy stat test (default "wasserstein": Wasserstein distance normed by the
     reference's standard deviation) between a 5,000-point quantile sample of the reference and
@@ -49,7 +51,8 @@ score_drift (every task with a score column)
     sample at the effective size n·N/(n+N) (the two-sample noise of a batch of n against a
     reference of N), rounded down to a 2^(1/8) grid and capped at 20,000 (both conservative:
     fewer rows, more noise; the grid lets days of similar size share one bootstrap);
-    day = mean + z1·sd of the leave-one-day-out statistic of each reference day (≥ 3 days).
+    day = mean + t1·sd·sqrt(1 + 1/k) of the leave-one-day-out statistic of the k reference days
+    (k ≥ 3; t1 is Student's t with k - 1 degrees of freedom: a prediction bound for one more day).
 distinct_share, top_item_entropy (ranking / recommendation)
     Over "units" (queries if query_col is given, else rows), each unit contributing its
     recommended items (its top_k by score when top_k is set). Both statistics depend on how many
@@ -648,6 +651,21 @@ def _excess_var(values: Sequence[float], sampling_vars: Sequence[float]) -> floa
     return max(0.0, float(np.var(values, ddof=1)) - float(np.mean(sampling_vars)))
 
 
+def _predictive_quantile(q: float, sd2: float, tau2: float, days: int) -> float:
+    """The q quantile multiplier for a new day when part of its variance (tau2, of sd2 in all)
+    is a day-to-day spread estimated from only `days` reference days.
+
+    A handful of days pins that spread down poorly (with 7 days its estimate is off by 2x
+    often), so a Gaussian band around it alerts far more than alpha on healthy days whenever
+    the days genuinely differ (weather moves a seasonal model's output by more than sampling
+    does). Welch-Satterthwaite degrees of freedom: days - 1 when the spread dominates, infinite
+    (the normal quantile) when sampling noise dominates, as it does on exchangeable days."""
+    if tau2 <= 0 or days < 2 or sd2 <= 0:
+        return float(stats.norm.ppf(q))
+    df = (days - 1) * (sd2 / tau2) ** 2
+    return float(stats.t.ppf(q, df))
+
+
 def _count_band(n: int, k0: int, N: int, tau2: float, alpha: float) -> tuple[int, int, float]:
     """Healthy range [lo, hi] of today's count of a class among n rows, two-sided alpha.
 
@@ -738,16 +756,21 @@ def _mean_prediction(scores: np.ndarray, b: PredictionBaseline, alpha: float) ->
     mean = float(scores.mean())
     mu0, sd0, N = float(b.score_mean), float(b.score_sd), b.score_n
     tau2 = _excess_var(b.day_means, [sd0 ** 2 / m for m in b.day_sizes])
-    z = stats.norm.ppf(1 - alpha / 2)
-    sd = math.sqrt(sd0 ** 2 * (1 / n + 1 / N) + tau2)
+    k = len(b.day_means)
+    # a new day's own shift, plus the baseline's: mu0 averages k days that each carry one
+    day_var = tau2 * (1 + 1 / k) if k else 0.0
+    sd2 = sd0 ** 2 * (1 / n + 1 / N) + day_var
+    z = _predictive_quantile(1 - alpha / 2, sd2, day_var, k)
+    sd = math.sqrt(sd2)
     lower, upper = mu0 - z * sd, mu0 + z * sd
     alert = bool(not lower <= mean <= upper)
     where = "above" if mean > upper else "below" if mean < lower else "within"
     msg = (f"mean prediction {mean:.4g} over {n:,} rows is {where} the expected band "
            f"{lower:.4g}–{upper:.4g} around the baseline {mu0:.4g}")
     return MonitorResult("mean_prediction", mean, mu0, lower, upper, alert, msg, {
-        "rows": n, "day_to_day_sd": math.sqrt(tau2),
-        "rule": "mu0 ± z·sqrt(sd0²(1/n+1/N) + tau²), two-sided alpha",
+        "rows": n, "day_to_day_sd": math.sqrt(tau2), "reference_days": k, "z": z,
+        "rule": "mu0 ± q·sqrt(sd0²(1/n+1/N) + tau²(1+1/k)), two-sided alpha; q is Student's t "
+                "with Welch-Satterthwaite degrees of freedom when tau² comes from k days",
     })
 
 
@@ -770,7 +793,10 @@ def _score_drift(scores: np.ndarray, b: PredictionBaseline, alpha: float) -> Mon
     sampling = float(np.quantile(null, 1 - alpha))
     day = None
     if len(b.score_day_stats) >= 3:
-        day = float(np.mean(b.score_day_stats) + stats.norm.ppf(1 - alpha) * np.std(b.score_day_stats, ddof=1))
+        # a prediction bound for one more day from k days: Student's t, k - 1 degrees of freedom
+        k = len(b.score_day_stats)
+        day = float(np.mean(b.score_day_stats) + stats.t.ppf(1 - alpha, k - 1)
+                    * np.std(b.score_day_stats, ddof=1) * math.sqrt(1 + 1 / k))
     threshold = max(sampling, day) if day is not None else sampling
     typical = float(np.median(null))
     alert = bool(value > threshold)
@@ -780,7 +806,7 @@ def _score_drift(scores: np.ndarray, b: PredictionBaseline, alpha: float) -> Mon
         "method": b.method, "rows": n, "effective_rows": n_eff, "sampling_threshold": sampling,
         "day_threshold": day, "batch_mean": float(scores.mean()), "baseline_mean": b.score_mean,
         "rule": "Evidently stat test vs reference sample; threshold = max(bootstrap (1-alpha) quantile "
-                "at the effective size, mean + z·sd of leave-one-day-out reference stats)",
+                "at the effective size, mean + t·sd·sqrt(1+1/k) of k leave-one-day-out reference stats)",
     })
 
 
