@@ -80,6 +80,15 @@ def test_day_29_is_named_by_segment_and_alerts_predictions(demo_home, small_demo
     assert (paths.reports_dir() / "fraud" / small_demo.ds(29) / "drift.html").exists()
     # a healthy day before: no drifted row against its window
     assert not any(r["drifted"] for r in h[small_demo.ds(26)]["drift"]["features"])
+    # Evidently pages by default (issue 16): on a day with a finding, and on Mondays only else
+    from datetime import date
+
+    for n in range(25, 29):
+        ds = small_demo.ds(n)
+        for kind in ("drift", "skew"):
+            page = paths.reports_dir() / "fraud" / ds / f"{kind}.html"
+            wanted = h[ds][kind].get("any_drift") or date.fromisoformat(ds).weekday() == 0
+            assert page.exists() == bool(wanted), (ds, kind, h[ds][kind].get("any_drift"))
     assert day["slis"]["feature_drift"]["good"] is False
     assert day["slis"]["prediction_stability"]["good"] is False
 

@@ -32,13 +32,26 @@ DATASET_DRIFT_SHARE = 0.5
 DRIFT_BOOTSTRAP = 200  # the drift window is re-prepared daily: the core's minimum (POT tail fit)
 
 
-def _render_pages(dataset_drift: bool) -> bool:
-    """Evidently pages cost seconds each; WATCHKEEPER_EVIDENTLY_PAGES=on_finding (the demo's
-    setting) renders them only for days with a finding, `always` (default) for every day."""
-    import os
+EVIDENTLY_PAGE_MODES = ("weekly", "on_finding", "always")
 
-    mode = os.environ.get("WATCHKEEPER_EVIDENTLY_PAGES", "always")
-    return mode != "on_finding" or dataset_drift
+
+def _render_pages(any_drift: bool, ds: str) -> bool:
+    """Whether today gets Evidently's drift and skew pages (seconds and ~0.3 MB each).
+
+    WATCHKEEPER_EVIDENTLY_PAGES: `weekly` (default) renders them on days with a finding and on
+    Mondays, so a reviewer always has a healthy page within a week to compare with and a year
+    stays near 30 MB instead of ~200; `on_finding` only on days with a finding (the demo's and
+    the backtest's setting, for speed); `always` every day."""
+    import os
+    from datetime import date
+
+    mode = os.environ.get("WATCHKEEPER_EVIDENTLY_PAGES", "weekly")
+    if mode not in EVIDENTLY_PAGE_MODES:
+        raise ValueError(f"WATCHKEEPER_EVIDENTLY_PAGES={mode!r}: expected one of "
+                         f"{', '.join(EVIDENTLY_PAGE_MODES)}")
+    if mode == "always" or any_drift:
+        return True
+    return mode == "weekly" and date.fromisoformat(ds).weekday() == 0
 
 
 def _state(model: str) -> Path:
@@ -537,7 +550,7 @@ def finish_drift(spec: ModelSpec, ds: str, store, kind: str, parts: list) -> dic
         dataset["notes"] = list(d["notes"]) + extra
     page = paths.day_report_dir(spec.name, ds) / f"{kind}.html"
     try:
-        if not _render_pages(dataset["any_drift"]):
+        if not _render_pages(dataset["any_drift"], ds):
             raise _Skipped()
         from watchkeeper import evidently_html
 
