@@ -630,6 +630,13 @@ def test_celery_deployment_runs_the_dags_and_answers_the_gate(deployment, small_
             print(f"  celery worker {t['hostname']} queue {t['queue']}: {d} {ds} "
                   f"{t['task_id']}{mapped} {t['state']} ({t['duration'] or 0:.1f} s)")
     n_tis = sum(len(v) for v in tis.values())
+    # Issue 16's figure: worker-slot seconds a model-day costs (its monitor and labels runs'
+    # task durations, summed), printed, never asserted (timings belong to `make bench`).
+    model_days = {(d.rsplit("_", 1)[0], ds) for (d, ds) in tis if d.endswith("_monitor")}
+    slot = sum(t["duration"] or 0 for (d, _ds), v in tis.items()
+               if d.endswith(("_monitor", "_labels")) for t in v)
+    print(f"  slot_seconds_per_model_day: {slot / max(len(model_days), 1):.1f} "
+          f"({len(model_days)} model-days of about {small_demo.rows_per_day:,} rows)")
     # The worker logs "succeeded" after it reports the state: the last line may trail the API.
     deadline = time.monotonic() + 60
     while True:
