@@ -52,7 +52,7 @@ chromium:
 # embedded Airflow, the small demo world) are built once per worker.
 PYTEST_WORKERS ?= 2
 test: install chromium
-	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --durations=25
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 bench: install
 	$(PY) bench/run.py

@@ -235,7 +235,9 @@ def run_dag(airflow_db):
 # Scheduling: the longest files first
 # --------------------------------------------------------------------------------------------
 
-# `make test` hands whole files to two workers in collection order (--dist loadfile). Starting
+# `make test` hands whole files to two workers in collection order (--dist loadfile with
+# --no-loadscope-reorder: by default xdist puts the files with the most tests first, which
+# sends a two-test file that replays 515 days to the very end). Starting
 # the files that take minutes first (longest processing time first) lets the other worker
 # drain the short ones meanwhile, so both finish together instead of one long replay
 # starting last. Measured with --durations on CI's shape; order only, never a skip.
