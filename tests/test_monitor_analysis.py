@@ -5,6 +5,7 @@ JSON carries the documented shape, and an empty reference window says so."""
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import pytest
 import yaml
@@ -81,8 +82,6 @@ def test_day_29_is_named_by_segment_and_alerts_predictions(demo_home, small_demo
     # a healthy day before: no drifted row against its window
     assert not any(r["drifted"] for r in h[small_demo.ds(26)]["drift"]["features"])
     # Evidently pages by default (issue 16): on a day with a finding, and on Mondays only else
-    from datetime import date
-
     for n in range(25, 29):
         ds = small_demo.ds(n)
         for kind in ("drift", "skew"):

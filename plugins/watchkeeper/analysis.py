@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -42,9 +43,6 @@ def _render_pages(any_drift: bool, ds: str) -> bool:
     Mondays, so a reviewer always has a healthy page within a week to compare with and a year
     stays near 30 MB instead of ~200; `on_finding` only on days with a finding (the demo's and
     the backtest's setting, for speed); `always` every day."""
-    import os
-    from datetime import date
-
     mode = os.environ.get("WATCHKEEPER_EVIDENTLY_PAGES", "weekly")
     if mode not in EVIDENTLY_PAGE_MODES:
         raise ValueError(f"WATCHKEEPER_EVIDENTLY_PAGES={mode!r}: expected one of "
@@ -84,8 +82,6 @@ def reference_unavailable(spec: ModelSpec, err) -> str:
 def _write_atomic(path: Path, text: str) -> None:
     """A cache file appears whole or not at all: a task killed mid-write must not leave a
     truncated file that every later run would fail to read."""
-    import os
-
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -420,7 +416,6 @@ def compare_part(spec: ModelSpec, ds: str, store, kind: str,
 def analyze_drift_group(spec: ModelSpec, ds: str, store, kind: str, index: int,
                         features: list[str]) -> dict:
     """A mapped task's step: one feature group's part, written atomically to shared storage."""
-    import os
     import pickle
 
     part = compare_part(spec, ds, store, kind, features)

@@ -768,7 +768,7 @@ def _mean_prediction(scores: np.ndarray, b: PredictionBaseline, alpha: float) ->
     msg = (f"mean prediction {mean:.4g} over {n:,} rows is {where} the expected band "
            f"{lower:.4g}–{upper:.4g} around the baseline {mu0:.4g}")
     return MonitorResult("mean_prediction", mean, mu0, lower, upper, alert, msg, {
-        "rows": n, "day_to_day_sd": math.sqrt(tau2), "reference_days": k, "z": z,
+        "rows": n, "day_to_day_sd": math.sqrt(tau2), "reference_days": k, "quantile": z,
         "rule": "mu0 ± q·sqrt(sd0²(1/n+1/N) + tau²(1+1/k)), two-sided alpha; q is Student's t "
                 "with Welch-Satterthwaite degrees of freedom when tau² comes from k days",
     })
